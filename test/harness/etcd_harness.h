@@ -1,0 +1,85 @@
+/*
+ * etcd_harness.h - start/stop real single-member etcd servers for tests.
+ *
+ * Test-only code.  Depends on libc/POSIX (Linux) only.
+ *
+ * Every instance gets its own free loopback ports (127.0.0.1 only, never a
+ * fixed port such as 2379) and its own temporary data directory.  etcd is
+ * started with fork+exec and PR_SET_PDEATHSIG(SIGKILL), so it dies with the
+ * thread that started it -- call th_etcd_start()/th_etcd_restart() from a
+ * thread that outlives the server (normally the test's main thread).
+ *
+ * Environment:
+ *   ETCDREG_TEST_KEEP_LOGS=1  keep the data dir and the etcd log after
+ *                             th_etcd_stop() (their paths are printed).
+ *   ETCDREG_ETCD_BIN          etcd binary to run (default: "etcd" on PATH).
+ *   ETCDREG_ETCDCTL_BIN       etcdctl binary (default: "etcdctl" on PATH).
+ */
+#ifndef ETCDREG_TEST_ETCD_HARNESS_H
+#define ETCDREG_TEST_ETCD_HARNESS_H
+
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TH_MAX_EXTRA_ARGS 32
+
+typedef struct th_etcd {
+  pid_t pid;                 /* 0 when not running */
+  int client_port, peer_port;
+  char endpoint[64];         /* "127.0.0.1:<client_port>" */
+  char data_dir[256];        /* own temp dir: mkdtemp("$TMPDIR/etcdreg-test-XXXXXX") */
+  char log_path[300];        /* etcd's stdout+stderr: "<data_dir>.log" */
+  char name[32];             /* member name */
+  /* private: extra flags given to th_etcd_start(), reused by restart */
+  char extra_args_buf[2048]; /* NUL-separated strings */
+  int n_extra_args;
+} th_etcd_t;
+
+/* Start a fresh single-member etcd on free loopback ports with its own data
+ * dir.  extra_args: NULL-terminated list of additional etcd flags, or NULL
+ * (they are remembered and reused by th_etcd_restart()).  Retries with new
+ * ports if etcd reports "address already in use" (up to 5 attempts).  Waits
+ * (up to ~20 s) until a TCP connect to the client port succeeds and
+ * "GET /health" returns 200 with "true" in the body.  *e is overwritten.
+ * Returns 0, or -1 after printing a message and the log tail on stderr. */
+int th_etcd_start(th_etcd_t *e, const char *const *extra_args);
+
+/* Restart on the same ports and data dir (after th_etcd_kill()).  Waits for
+ * readiness like th_etcd_start().  Returns 0 or -1. */
+int th_etcd_restart(th_etcd_t *e);
+
+/* Send sig to etcd (e.g. SIGKILL, SIGTERM, SIGSTOP, SIGCONT).  For SIGKILL
+ * and SIGTERM the child is also reaped and e->pid set to 0 (SIGTERM is
+ * followed by SIGCONT, and by SIGKILL if etcd has not exited after 10 s).
+ * Returns 0, or -1 if etcd is not running or kill() failed. */
+int th_etcd_kill(th_etcd_t *e, int sig);
+
+/* SIGTERM, wait up to 3 s, then SIGKILL; reap; remove the data dir
+ * recursively and the log (unless ETCDREG_TEST_KEEP_LOGS=1).  Safe to call
+ * twice, and on a zero-initialised struct. */
+void th_etcd_stop(th_etcd_t *e);
+
+/* A free loopback TCP port (bind 127.0.0.1:0, read it back, close), or -1. */
+int th_free_port(void);
+
+/* A loopback TCP port on which nothing listens (same method as
+ * th_free_port()), or -1.  Use it to test connection-refused paths. */
+int th_closed_port(void);
+
+/* Run "etcdctl --endpoints=<endpoint> args..." with ETCDCTL_API=3 and its
+ * stdout+stderr going to our stderr.  args: NULL-terminated, may be NULL.
+ * Returns etcdctl's exit status (128+signal if killed), or -1 if it could
+ * not be run. */
+int th_etcdctl(const th_etcd_t *e, const char *const *args);
+
+/* Print the last max_bytes of etcd's log to stderr. */
+void th_etcd_print_log_tail(const th_etcd_t *e, size_t max_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ETCDREG_TEST_ETCD_HARNESS_H */

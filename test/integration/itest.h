@@ -1,0 +1,178 @@
+/* Shared helpers for the integration suites: one etcd per suite process, a loop per
+ * test, and "run the loop until this flag is set (or fail after a generous timeout)". */
+#ifndef ETCDREG_ITEST_H
+#define ETCDREG_ITEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <uv.h>
+
+#include "etcd_harness.h"
+#include "etcdreg.h"
+
+static th_etcd_t g_etcd;
+
+static int itest_etcd_up(void **state) {
+  (void)state;
+  return th_etcd_start(&g_etcd, NULL) == 0 ? 0 : -1;
+}
+
+static int itest_etcd_down(void **state) {
+  (void)state;
+  th_etcd_stop(&g_etcd);
+  return 0;
+}
+
+static void itest_watchdog_cb(uv_timer_t *t) { *(int *)t->data = 1; }
+
+/* Runs `loop` until *flag becomes nonzero; fails the test after timeout_ms (which must be
+ * generous: it only guards against hangs, it never measures). */
+static void itest_run_until(uv_loop_t *loop, const int *flag, uint64_t timeout_ms) {
+  int expired = 0;
+  uv_timer_t watchdog;
+  uv_timer_init(loop, &watchdog);
+  watchdog.data = &expired;
+  uv_timer_start(&watchdog, itest_watchdog_cb, timeout_ms, 0);
+  while (!*flag && !expired) uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&watchdog, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  if (!*flag) fail_msg("timed out after %llu ms waiting for a callback", (unsigned long long)timeout_ms);
+}
+
+static etcdreg_client_t *itest_client(uv_loop_t *loop, const char *endpoint,
+                                      void (*tweak)(etcdreg_client_options_t *)) {
+  etcdreg_client_options_t opt;
+  etcdreg_client_options_init(&opt);
+  const char *eps[] = {endpoint, NULL};
+  opt.endpoints = eps;
+  if (tweak) tweak(&opt);
+  etcdreg_client_t *c = NULL;
+  int rv = etcdreg_client_new(loop, &opt, &c);
+  if (rv) fail_msg("etcdreg_client_new: %s: %s", etcdreg_strerror(rv), etcdreg_last_option_error());
+  return c;
+}
+
+static void itest_on_closed(etcdreg_client_t *c, void *data) {
+  (void)c;
+  *(int *)data = 1;
+}
+
+/* Closes the client, runs the loop dry and checks that nothing was left open. */
+static void itest_close(uv_loop_t *loop, etcdreg_client_t *c) {
+  int closed = 0;
+  assert_int_equal(etcdreg_client_close(c, itest_on_closed, &closed), 0);
+  itest_run_until(loop, &closed, 10000);
+  uv_run(loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(loop), 0);
+}
+
+/* Captured results, copied out of the borrowed callback data. */
+#define ITEST_MAX_KVS 64
+typedef struct {
+  char key[256];
+  char *value; /* malloc'd copy */
+  size_t value_len;
+  int64_t create_revision, mod_revision, version, lease;
+} itest_kv_t;
+
+typedef struct {
+  int done;
+  int calls;   /* how many times the callback fired: must be 1 */
+  int status;
+  int grpc_status;
+  char message[512];
+  int64_t revision;
+  size_t kv_count;
+  int more;
+  int64_t count;
+  int64_t deleted;
+  int succeeded;
+  itest_kv_t kvs[ITEST_MAX_KVS];
+  int has_prev;
+  etcdreg_txn_result_t txn_copy_unused;
+} itest_result_t;
+
+static void itest_copy_kv(itest_kv_t *dst, const etcdreg_kv_t *kv) {
+  snprintf(dst->key, sizeof(dst->key), "%.*s", (int)kv->key_len, (const char *)kv->key);
+  dst->value = malloc(kv->value_len + 1);
+  memcpy(dst->value, kv->value, kv->value_len);
+  dst->value[kv->value_len] = 0;
+  dst->value_len = kv->value_len;
+  dst->create_revision = kv->create_revision;
+  dst->mod_revision = kv->mod_revision;
+  dst->version = kv->version;
+  dst->lease = kv->lease;
+}
+
+static void itest_result_reset(itest_result_t *r) {
+  for (size_t i = 0; i < ITEST_MAX_KVS; i++) free(r->kvs[i].value);
+  memset(r, 0, sizeof(*r));
+}
+
+static void itest_begin(itest_result_t *r, etcdreg_request_t *req, int status) {
+  r->calls++;
+  r->done = 1;
+  r->status = status;
+  r->grpc_status = etcdreg_request_grpc_status(req);
+  snprintf(r->message, sizeof(r->message), "%s", etcdreg_request_message(req));
+}
+
+static void itest_on_range(etcdreg_request_t *req, int status, const etcdreg_range_result_t *res, void *data) {
+  itest_result_t *r = data;
+  itest_begin(r, req, status);
+  if (status) return;
+  r->revision = res->header.revision;
+  r->kv_count = res->kv_count;
+  r->more = res->more;
+  r->count = res->count;
+  for (size_t i = 0; i < res->kv_count && i < ITEST_MAX_KVS; i++) itest_copy_kv(&r->kvs[i], &res->kvs[i]);
+}
+
+static void itest_on_put(etcdreg_request_t *req, int status, const etcdreg_put_result_t *res, void *data) {
+  itest_result_t *r = data;
+  itest_begin(r, req, status);
+  if (status) return;
+  r->revision = res->header.revision;
+  if (res->prev_kv) {
+    r->has_prev = 1;
+    itest_copy_kv(&r->kvs[0], res->prev_kv);
+  }
+}
+
+static void itest_on_delete(etcdreg_request_t *req, int status, const etcdreg_delete_result_t *res, void *data) {
+  itest_result_t *r = data;
+  itest_begin(r, req, status);
+  if (status) return;
+  r->revision = res->header.revision;
+  r->deleted = res->deleted;
+  r->kv_count = res->prev_kv_count;
+  for (size_t i = 0; i < res->prev_kv_count && i < ITEST_MAX_KVS; i++) itest_copy_kv(&r->kvs[i], &res->prev_kvs[i]);
+}
+
+/* Synchronous-looking wrappers for test setup: they run the loop until the answer. */
+static int64_t itest_put(uv_loop_t *loop, etcdreg_client_t *c, const char *k, const char *v,
+                         const etcdreg_put_opts_t *o) {
+  itest_result_t r = {0};
+  assert_int_equal(etcdreg_put(c, k, strlen(k), v, strlen(v), o, itest_on_put, &r, NULL), 0);
+  itest_run_until(loop, &r.done, 15000);
+  if (r.status) fail_msg("put %s: %s (%s)", k, etcdreg_strerror(r.status), r.message);
+  int64_t rev = r.revision;
+  itest_result_reset(&r);
+  return rev;
+}
+
+static void itest_range(uv_loop_t *loop, etcdreg_client_t *c, const char *k,
+                        const etcdreg_range_opts_t *o, itest_result_t *r) {
+  itest_result_reset(r);
+  assert_int_equal(etcdreg_range(c, k, strlen(k), o, itest_on_range, r, NULL), 0);
+  itest_run_until(loop, &r->done, 15000);
+  assert_int_equal(r->calls, 1);
+}
+
+#endif
