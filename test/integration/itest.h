@@ -18,22 +18,22 @@
 
 static th_etcd_t g_etcd;
 
-static int itest_etcd_up(void **state) {
+static inline int itest_etcd_up(void **state) {
   (void)state;
   return th_etcd_start(&g_etcd, NULL) == 0 ? 0 : -1;
 }
 
-static int itest_etcd_down(void **state) {
+static inline int itest_etcd_down(void **state) {
   (void)state;
   th_etcd_stop(&g_etcd);
   return 0;
 }
 
-static void itest_watchdog_cb(uv_timer_t *t) { *(int *)t->data = 1; }
+static inline void itest_watchdog_cb(uv_timer_t *t) { *(int *)t->data = 1; }
 
 /* Runs `loop` until *flag becomes nonzero; fails the test after timeout_ms (which must be
  * generous: it only guards against hangs, it never measures). */
-static void itest_run_until(uv_loop_t *loop, const int *flag, uint64_t timeout_ms) {
+static inline void itest_run_until(uv_loop_t *loop, const int *flag, uint64_t timeout_ms) {
   int expired = 0;
   uv_timer_t watchdog;
   uv_timer_init(loop, &watchdog);
@@ -45,7 +45,7 @@ static void itest_run_until(uv_loop_t *loop, const int *flag, uint64_t timeout_m
   if (!*flag) fail_msg("timed out after %llu ms waiting for a callback", (unsigned long long)timeout_ms);
 }
 
-static etcdreg_client_t *itest_client(uv_loop_t *loop, const char *endpoint,
+static inline etcdreg_client_t * itest_client(uv_loop_t *loop, const char *endpoint,
                                       void (*tweak)(etcdreg_client_options_t *)) {
   etcdreg_client_options_t opt;
   etcdreg_client_options_init(&opt);
@@ -58,13 +58,13 @@ static etcdreg_client_t *itest_client(uv_loop_t *loop, const char *endpoint,
   return c;
 }
 
-static void itest_on_closed(etcdreg_client_t *c, void *data) {
+static inline void itest_on_closed(etcdreg_client_t *c, void *data) {
   (void)c;
   *(int *)data = 1;
 }
 
 /* Closes the client, runs the loop dry and checks that nothing was left open. */
-static void itest_close(uv_loop_t *loop, etcdreg_client_t *c) {
+static inline void itest_close(uv_loop_t *loop, etcdreg_client_t *c) {
   int closed = 0;
   assert_int_equal(etcdreg_client_close(c, itest_on_closed, &closed), 0);
   itest_run_until(loop, &closed, 10000);
@@ -98,7 +98,7 @@ typedef struct {
   etcdreg_txn_result_t txn_copy_unused;
 } itest_result_t;
 
-static void itest_copy_kv(itest_kv_t *dst, const etcdreg_kv_t *kv) {
+static inline void itest_copy_kv(itest_kv_t *dst, const etcdreg_kv_t *kv) {
   snprintf(dst->key, sizeof(dst->key), "%.*s", (int)kv->key_len, (const char *)kv->key);
   dst->value = malloc(kv->value_len + 1);
   memcpy(dst->value, kv->value, kv->value_len);
@@ -110,12 +110,12 @@ static void itest_copy_kv(itest_kv_t *dst, const etcdreg_kv_t *kv) {
   dst->lease = kv->lease;
 }
 
-static void itest_result_reset(itest_result_t *r) {
+static inline void itest_result_reset(itest_result_t *r) {
   for (size_t i = 0; i < ITEST_MAX_KVS; i++) free(r->kvs[i].value);
   memset(r, 0, sizeof(*r));
 }
 
-static void itest_begin(itest_result_t *r, etcdreg_request_t *req, int status) {
+static inline void itest_begin(itest_result_t *r, etcdreg_request_t *req, int status) {
   r->calls++;
   r->done = 1;
   r->status = status;
@@ -123,7 +123,7 @@ static void itest_begin(itest_result_t *r, etcdreg_request_t *req, int status) {
   snprintf(r->message, sizeof(r->message), "%s", etcdreg_request_message(req));
 }
 
-static void itest_on_range(etcdreg_request_t *req, int status, const etcdreg_range_result_t *res, void *data) {
+static inline void itest_on_range(etcdreg_request_t *req, int status, const etcdreg_range_result_t *res, void *data) {
   itest_result_t *r = data;
   itest_begin(r, req, status);
   if (status) return;
@@ -134,7 +134,7 @@ static void itest_on_range(etcdreg_request_t *req, int status, const etcdreg_ran
   for (size_t i = 0; i < res->kv_count && i < ITEST_MAX_KVS; i++) itest_copy_kv(&r->kvs[i], &res->kvs[i]);
 }
 
-static void itest_on_put(etcdreg_request_t *req, int status, const etcdreg_put_result_t *res, void *data) {
+static inline void itest_on_put(etcdreg_request_t *req, int status, const etcdreg_put_result_t *res, void *data) {
   itest_result_t *r = data;
   itest_begin(r, req, status);
   if (status) return;
@@ -145,7 +145,7 @@ static void itest_on_put(etcdreg_request_t *req, int status, const etcdreg_put_r
   }
 }
 
-static void itest_on_delete(etcdreg_request_t *req, int status, const etcdreg_delete_result_t *res, void *data) {
+static inline void itest_on_delete(etcdreg_request_t *req, int status, const etcdreg_delete_result_t *res, void *data) {
   itest_result_t *r = data;
   itest_begin(r, req, status);
   if (status) return;
@@ -156,7 +156,7 @@ static void itest_on_delete(etcdreg_request_t *req, int status, const etcdreg_de
 }
 
 /* Synchronous-looking wrappers for test setup: they run the loop until the answer. */
-static int64_t itest_put(uv_loop_t *loop, etcdreg_client_t *c, const char *k, const char *v,
+static inline int64_t itest_put(uv_loop_t *loop, etcdreg_client_t *c, const char *k, const char *v,
                          const etcdreg_put_opts_t *o) {
   itest_result_t r = {0};
   assert_int_equal(etcdreg_put(c, k, strlen(k), v, strlen(v), o, itest_on_put, &r, NULL), 0);
@@ -167,7 +167,7 @@ static int64_t itest_put(uv_loop_t *loop, etcdreg_client_t *c, const char *k, co
   return rev;
 }
 
-static void itest_range(uv_loop_t *loop, etcdreg_client_t *c, const char *k,
+static inline void itest_range(uv_loop_t *loop, etcdreg_client_t *c, const char *k,
                         const etcdreg_range_opts_t *o, itest_result_t *r) {
   itest_result_reset(r);
   assert_int_equal(etcdreg_range(c, k, strlen(k), o, itest_on_range, r, NULL), 0);
