@@ -51,7 +51,13 @@ typedef struct etcdreg_client_options {
   size_t max_recv_msg_bytes;     /* receive limit per response message; default 64 MiB */
   uint32_t stream_window_bytes;  /* HTTP/2 stream receive window; default 4 MiB */
   uint32_t conn_window_bytes;    /* HTTP/2 connection receive window; default 16 MiB */
-  const char *user_agent;        /* default "etcdreg/<version>" */
+  const char *user_agent;        /* default "grpc-c-etcdreg/<version>" */
+  /* Extra attempts for a call that failed as unavailable when it provably never reached
+   * a server, or is a read; each on the next endpoint, with backoff (100 ms, x1.6, at
+   * most 2 s, +-20 %), always within the call's deadline. Default 3; 0 disables.
+   * Independently, a call etcd refused as "too many requests" (refused before being
+   * applied) is retried until its deadline. */
+  int max_retries;
 } etcdreg_client_options_t;
 
 /* Fills `opt` with the defaults above (endpoints NULL). */

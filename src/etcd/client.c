@@ -1,6 +1,7 @@
 /* The etcd client: options, endpoints, the connection calls go to, request lifecycle
  * and close. Connections are made lazily and replaced when they become unusable; the
  * next connection goes to the next endpoint of the list. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ void etcdreg_client_options_init(etcdreg_client_options_t *opt) {
   opt->max_recv_msg_bytes = 64u * 1024 * 1024;
   opt->stream_window_bytes = 4u * 1024 * 1024;
   opt->conn_window_bytes = 16u * 1024 * 1024;
+  opt->max_retries = 3;
 }
 
 /* ---- endpoints ---- */
@@ -155,9 +157,15 @@ int etcdreg_client_new(uv_loop_t *loop, const etcdreg_client_options_t *opt,
   c->stream_window = opt->stream_window_bytes ? opt->stream_window_bytes : 4u * 1024 * 1024;
   c->conn_window = opt->conn_window_bytes ? opt->conn_window_bytes : 16u * 1024 * 1024;
   c->user_agent = strdup(opt->user_agent ? opt->user_agent : "grpc-c-etcdreg/" ETCDREG_VERSION_STRING);
-  uv_timer_init(loop, &c->timer);
-  c->timer.data = c;
-  uv_unref((uv_handle_t *)&c->timer);
+  c->max_retries = opt->max_retries >= 0 ? opt->max_retries : 0;
+  c->rng = (uint32_t)(uintptr_t)c ^ (uint32_t)uv_hrtime();
+  if (etcdreg_timerq_init(loop, &c->timers)) {
+    for (size_t i = 0; i < n; i++) etcdreg__endpoint_free(&c->endpoints[i]);
+    free(c->endpoints);
+    free(c->user_agent);
+    free(c);
+    return ETCDREG_ENOMEM;
+  }
   *out = c;
   return 0;
 }
@@ -165,7 +173,7 @@ int etcdreg_client_new(uv_loop_t *loop, const etcdreg_client_options_t *opt,
 uv_loop_t *etcdreg_client_loop(const etcdreg_client_t *c) { return c->loop; }
 
 static void client_maybe_finish_close(etcdreg_client_t *c) {
-  if (!c->closing || c->conns || !c->timer_closed) return;
+  if (!c->closing || c->conns || !c->timers_closed) return;
   /* The callback still sees a valid (closed) client; it is freed right after. */
   if (c->close_cb) c->close_cb(c, c->close_data);
   for (size_t i = 0; i < c->endpoint_count; i++) etcdreg__endpoint_free(&c->endpoints[i]);
@@ -228,10 +236,17 @@ static int client_connection(etcdreg_client_t *c, etcdreg_grpc_channel_t **out) 
   return 0;
 }
 
-static void timer_closed(uv_handle_t *h) {
-  etcdreg_client_t *c = h->data;
-  c->timer_closed = 1;
+static void timers_closed(etcdreg_timerq_t *q) {
+  etcdreg_client_t *c = (etcdreg_client_t *)((char *)q - offsetof(etcdreg_client_t, timers));
+  c->timers_closed = 1;
   client_maybe_finish_close(c);
+}
+
+/* The timer heap closes once no request waits for a retry any more. */
+static void client_maybe_close_timers(etcdreg_client_t *c) {
+  if (!c->closing || c->waiting_count || c->timers_closing) return;
+  c->timers_closing = 1;
+  etcdreg_timerq_close(&c->timers, timers_closed);
 }
 
 int etcdreg_client_close(etcdreg_client_t *c, etcdreg_close_cb cb, void *data) {
@@ -244,11 +259,20 @@ int etcdreg_client_close(etcdreg_client_t *c, etcdreg_close_cb cb, void *data) {
   /* Every call completes with ECANCELED from its channel, then the channels close. */
   for (etcdreg_conn_t *conn = c->conns; conn; conn = conn->next)
     etcdreg_grpc_channel_close(conn->channel, ETCDREG_ECANCELED, "client closed");
-  uv_close((uv_handle_t *)&c->timer, timer_closed);
+  /* Requests waiting for a retry complete now (from the loop), cancelled. */
+  uint64_t now = uv_now(c->loop);
+  for (etcdreg_request_t *req = c->requests; req; req = req->next) {
+    if (!req->waiting) continue;
+    req->pending_status = ETCDREG_ECANCELED;
+    etcdreg_timerq_add(&c->timers, &req->retry_timer, now);
+  }
+  client_maybe_close_timers(c);
   return 0;
 }
 
 /* ---- requests ---- */
+
+static void request_retry_fire(etcdreg_timer_entry_t *e);
 
 etcdreg_request_t *etcdreg__request_new(etcdreg_client_t *c, etcdreg_req_kind_t kind,
                                         int is_write, const ProtobufCMessageDescriptor *resp,
@@ -265,7 +289,14 @@ etcdreg_request_t *etcdreg__request_new(etcdreg_client_t *c, etcdreg_req_kind_t 
   req->data = data;
   req->grpc_status = -1;
   req->message = "";
+  etcdreg_timer_entry_init(&req->retry_timer, request_retry_fire);
   return req;
+}
+
+void etcdreg__request_free(etcdreg_request_t *req) {
+  if (req->resp) protobuf_c_message_free_unpacked(req->resp, NULL);
+  free(req->payload);
+  free(req);
 }
 
 static void request_unlink(etcdreg_request_t *req) {
@@ -275,6 +306,68 @@ static void request_unlink(etcdreg_request_t *req) {
   if (req->next) req->next->prev = req->prev;
   req->prev = req->next = NULL;
   c->request_count--;
+}
+
+/* Fires the user's callback once and frees the request. */
+static void request_complete(etcdreg_request_t *req, int status, int grpc_status, const char *message) {
+  etcdreg_client_t *c = req->client;
+  req->grpc_status = grpc_status;
+  req->message = message ? message : "";
+  req->completing = 1;
+  request_unlink(req);
+  req->dispatch(req, status, status == 0 ? req->resp : NULL);
+  etcdreg__request_free(req);
+  client_maybe_close_timers(c);
+}
+
+static uint32_t client_rand(etcdreg_client_t *c) {
+  c->rng ^= c->rng << 13;
+  c->rng ^= c->rng >> 17;
+  c->rng ^= c->rng << 5;
+  return c->rng;
+}
+
+/* Delay before attempt `attempt` (1-based): exponential from `base`, capped, +-20 %. */
+static uint64_t retry_delay(etcdreg_client_t *c, int attempt, uint64_t base, uint64_t cap) {
+  uint64_t d = base;
+  for (int i = 1; i < attempt && d < cap; i++) d = d * 8 / 5;
+  if (d > cap) d = cap;
+  uint64_t spread = d / 5;
+  return spread ? d - spread + client_rand(c) % (2 * spread + 1) : d;
+}
+
+/* May this failed attempt be tried again? Returns the delay, or 0 for "no". */
+static uint64_t request_retry_in(etcdreg_request_t *req, int status, const etcdreg_grpc_status_t *st) {
+  etcdreg_client_t *c = req->client;
+  if (c->closing) return 0;
+  uint64_t delay = 0;
+  if (status == ETCDREG_ERESOURCE && st->message && strstr(st->message, "too many requests")) {
+    /* etcd refused before proposing (its apply queue is behind): always safe. Bounded by
+     * the deadline only; it clears as etcd catches up. */
+    delay = retry_delay(c, req->attempts, 20, 500);
+  } else if (status == ETCDREG_EUNAVAILABLE && req->attempts <= c->max_retries) {
+    /* Never reached a server, or an idempotent read: try again (next endpoint). */
+    if (!st->sent || !req->is_write) delay = retry_delay(c, req->attempts, 100, 2000);
+  }
+  if (!delay) return 0;
+  if (uv_now(c->loop) + delay >= req->deadline_ms) return 0;
+  return delay;
+}
+
+static int request_attempt(etcdreg_request_t *req);
+
+static void request_retry_fire(etcdreg_timer_entry_t *e) {
+  etcdreg_request_t *req = (etcdreg_request_t *)((char *)e - offsetof(etcdreg_request_t, retry_timer));
+  etcdreg_client_t *c = req->client;
+  req->waiting = 0;
+  c->waiting_count--;
+  if (req->pending_status) {
+    request_complete(req, req->pending_status, -1,
+                     req->pending_status == ETCDREG_ECANCELED ? "cancelled" : etcdreg_strerror(req->pending_status));
+    return;
+  }
+  int rv = request_attempt(req);
+  if (rv) request_complete(req, rv, -1, "could not start the retry");
 }
 
 static int request_on_message(etcdreg_grpc_call_t *call, const uint8_t *msg, size_t len, void *data) {
@@ -288,26 +381,52 @@ static int request_on_message(etcdreg_grpc_call_t *call, const uint8_t *msg, siz
 static void request_on_close(etcdreg_grpc_call_t *call, const etcdreg_grpc_status_t *st, void *data) {
   (void)call;
   etcdreg_request_t *req = data;
-  int status;
+  etcdreg_client_t *c = req->client;
+  req->call = NULL;
+  int status, grpc_status = -1;
+  const char *message = st->message;
   if (st->local) {
     status = st->local;
     if (status == ETCDREG_EUNAVAILABLE && st->sent && req->is_write) status = ETCDREG_EOUTCOMEUNKNOWN;
-    req->grpc_status = -1;
   } else {
     status = etcdreg__map_grpc_status(st->code, st->message);
-    req->grpc_status = st->code;
+    grpc_status = st->code;
     if (status == 0 && !req->resp) {
       status = ETCDREG_EPROTO;
-      st = &(etcdreg_grpc_status_t){ETCDREG_GRPC_INTERNAL, "response carried no message", 0, 1};
+      message = "response carried no message";
     }
   }
-  req->message = st->message;
-  req->call = NULL;
-  req->completing = 1;
-  request_unlink(req);
-  req->dispatch(req, status, status == 0 ? req->resp : NULL);
-  if (req->resp) protobuf_c_message_free_unpacked(req->resp, NULL);
-  free(req);
+  uint64_t delay = status ? request_retry_in(req, status, st) : 0;
+  if (delay) {
+    if (req->resp) protobuf_c_message_free_unpacked(req->resp, NULL);
+    req->resp = NULL;
+    req->waiting = 1;
+    c->waiting_count++;
+    if (etcdreg_timerq_add(&c->timers, &req->retry_timer, uv_now(c->loop) + delay) == 0) return;
+    req->waiting = 0;
+    c->waiting_count--;
+  }
+  request_complete(req, status, grpc_status, message);
+}
+
+/* One attempt: a fresh call on the current connection with the remaining deadline. */
+static int request_attempt(etcdreg_request_t *req) {
+  etcdreg_client_t *c = req->client;
+  etcdreg_grpc_channel_t *ch;
+  int rv = client_connection(c, &ch);
+  if (rv) return rv;
+  etcdreg_grpc_outmsg_t *out = etcdreg_grpc_outmsg_new(req->payload_len);
+  if (!out) return ETCDREG_ENOMEM;
+  memcpy(etcdreg_grpc_outmsg_payload(out), req->payload, req->payload_len);
+  etcdreg_grpc_call_cbs_t cbs = {request_on_message, request_on_close};
+  rv = etcdreg_grpc_call_start(ch, req->path, NULL, 0, req->deadline_ms, &cbs, req, &req->call);
+  if (rv) {
+    etcdreg_grpc_outmsg_free(out);
+    return rv;
+  }
+  req->attempts++;
+  etcdreg_grpc_call_send(req->call, out, 1);
+  return 0;
 }
 
 int etcdreg__request_start(etcdreg_client_t *c, etcdreg_request_t *req, const char *path,
@@ -315,20 +434,13 @@ int etcdreg__request_start(etcdreg_client_t *c, etcdreg_request_t *req, const ch
   if (c->closing) return ETCDREG_ECLOSED;
   size_t size = protobuf_c_message_get_packed_size(msg);
   if (size > c->max_send_msg) return ETCDREG_ETOOLARGE;
-  etcdreg_grpc_channel_t *ch;
-  int rv = client_connection(c, &ch);
-  if (rv) return rv;
-  etcdreg_grpc_outmsg_t *out = etcdreg_grpc_outmsg_new(size);
-  if (!out) return ETCDREG_ENOMEM;
-  protobuf_c_message_pack(msg, etcdreg_grpc_outmsg_payload(out));
-  uint64_t deadline = uv_now(c->loop) + (timeout_ms ? timeout_ms : c->request_timeout_ms);
-  etcdreg_grpc_call_cbs_t cbs = {request_on_message, request_on_close};
-  rv = etcdreg_grpc_call_start(ch, path, NULL, 0, deadline, &cbs, req, &req->call);
-  if (rv) {
-    etcdreg_grpc_outmsg_free(out);
-    return rv;
-  }
-  etcdreg_grpc_call_send(req->call, out, 1);
+  req->payload = malloc(size ? size : 1);
+  if (!req->payload) return ETCDREG_ENOMEM;
+  req->payload_len = protobuf_c_message_pack(msg, req->payload);
+  req->path = path;
+  req->deadline_ms = uv_now(c->loop) + (timeout_ms ? timeout_ms : c->request_timeout_ms);
+  int rv = request_attempt(req);
+  if (rv) return rv; /* the caller frees req (payload included) */
   req->next = c->requests;
   if (c->requests) c->requests->prev = req;
   c->requests = req;
@@ -345,8 +457,14 @@ etcdreg_client_t *etcdreg_request_client(const etcdreg_request_t *req) {
 }
 
 void etcdreg_request_cancel(etcdreg_request_t *req) {
-  if (!req || req->completing || !req->call) return;
-  etcdreg_grpc_call_cancel(req->call, ETCDREG_ECANCELED, "cancelled by the application");
+  if (!req || req->completing) return;
+  if (req->call) {
+    /* The cancelled attempt is not retried: its status is local ECANCELED. */
+    etcdreg_grpc_call_cancel(req->call, ETCDREG_ECANCELED, "cancelled by the application");
+  } else if (req->waiting && !req->pending_status) {
+    req->pending_status = ETCDREG_ECANCELED;
+    etcdreg_timerq_add(&req->client->timers, &req->retry_timer, uv_now(req->client->loop));
+  }
 }
 
 void etcdreg__header_from_pb(etcdreg_header_t *out, const Etcdserverpb__ResponseHeader *h) {

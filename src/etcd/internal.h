@@ -5,6 +5,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "../common/arena.h"
+#include "../common/timerq.h"
 #include "../grpc/channel.h"
 #include "etcd/api/etcdserverpb/rpc.pb-c.h"
 #include "etcdreg/client.h"
@@ -32,7 +33,15 @@ typedef void (*etcdreg_req_dispatch_fn)(etcdreg_request_t *req, int status,
 
 struct etcdreg_request {
   etcdreg_client_t *client;
-  etcdreg_grpc_call_t *call;
+  etcdreg_grpc_call_t *call;       /* the attempt in flight, or NULL between attempts */
+  const char *path;                /* static method path */
+  uint8_t *payload;                /* the packed request, kept for retries */
+  size_t payload_len;
+  uint64_t deadline_ms;            /* absolute loop time for the whole request */
+  int attempts;
+  etcdreg_timer_entry_t retry_timer;
+  int waiting;                     /* between attempts (retry_timer armed) */
+  int pending_status;              /* completion decided while waiting (cancel/close) */
   etcdreg_req_kind_t kind;
   int is_write;                    /* not to be replayed once sent */
   const ProtobufCMessageDescriptor *resp_desc;
@@ -61,9 +70,12 @@ struct etcdreg_client {
   etcdreg_conn_t *conns;     /* every live connection (current and draining) */
   etcdreg_request_t *requests;
   size_t request_count;
-  uv_timer_t timer;
+  etcdreg_timerq_t timers;         /* retries and backoff: one uv timer for all */
+  size_t waiting_count;            /* requests between attempts */
+  uint32_t rng;                    /* jitter */
+  int max_retries;
   int closing;
-  int timer_closed;
+  int timers_closing, timers_closed;
   etcdreg_close_cb close_cb;
   void *close_data;
 };
@@ -76,6 +88,8 @@ etcdreg_request_t *etcdreg__request_new(etcdreg_client_t *c, etcdreg_req_kind_t 
                                         int is_write, const ProtobufCMessageDescriptor *resp,
                                         etcdreg_req_dispatch_fn dispatch, void (*cb)(void),
                                         void *data);
+
+void etcdreg__request_free(etcdreg_request_t *req);
 
 /* Maps a gRPC status code and etcd's message to an ETCDREG_E... code. */
 int etcdreg__map_grpc_status(int code, const char *message);

@@ -362,7 +362,7 @@ static int submit(etcdreg_client_t *c, etcdreg_req_kind_t kind, int is_write, co
   if (!req) return ETCDREG_ENOMEM;
   int rv = etcdreg__request_start(c, req, path, msg, timeout_ms);
   if (rv) {
-    free(req);
+    etcdreg__request_free(req);
     return rv;
   }
   if (req_out) *req_out = req;

@@ -10,6 +10,8 @@ static int has(const char *message, const char *needle) {
 }
 
 int etcdreg__map_grpc_status(int code, const char *m) {
+  /* etcd 3.4 sends this one with code 2 (it is not in its error table). */
+  if (code != ETCDREG_GRPC_OK && has(m, "too many requests")) return ETCDREG_ERESOURCE;
   switch (code) {
   case ETCDREG_GRPC_OK: return 0;
   case ETCDREG_GRPC_CANCELLED: return ETCDREG_ECANCELED;

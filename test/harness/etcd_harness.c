@@ -587,7 +587,13 @@ int th_etcd_kill(th_etcd_t *e, int sig) {
     th_msg("kill(%ld, %d): %s", (long)e->pid, sig, strerror(errno));
     return -1;
   }
-  if (sig == SIGKILL) {
+  if (sig == SIGSTOP) {
+    /* Wait until every thread has really stopped: a Go process on a busy machine can
+     * still answer a request or two right after kill() returns. */
+    int st;
+    while (waitpid(e->pid, &st, WUNTRACED) < 0 && errno == EINTR) {
+    }
+  } else if (sig == SIGKILL) {
     th_wait_exit(e->pid, -1, NULL);
     e->pid = 0;
   } else if (sig == SIGTERM) {

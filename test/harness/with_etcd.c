@@ -36,5 +36,8 @@ int main(int argc, char **argv) {
   int status = 0;
   waitpid(pid, &status, 0);
   th_etcd_stop(&e);
+  for (int i = 1; i < argc; i++)
+    if (args[i - 1] != argv[i]) free(args[i - 1]);
+  free(args);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }

@@ -444,6 +444,8 @@ static void test_receive_limit(void **state) {
 typedef struct {
   int outstanding;
   int ok, failed, done;
+  int last_error;
+  char last_message[200];
   int *seen;
 } many_t;
 
@@ -453,12 +455,15 @@ typedef struct {
 } many_slot_t;
 
 static void on_many_put(etcdreg_request_t *req, int status, const etcdreg_put_result_t *res, void *data) {
-  (void)req;
   (void)res;
   many_slot_t *s = data;
   s->m->seen[s->index]++;
   if (status == 0) s->m->ok++;
-  else s->m->failed++;
+  else {
+    s->m->failed++;
+    s->m->last_error = status;
+    snprintf(s->m->last_message, sizeof(s->m->last_message), "%s", etcdreg_request_message(req));
+  }
   if (--s->m->outstanding == 0) s->m->done = 1;
 }
 
@@ -476,6 +481,7 @@ static void test_10000_concurrent_puts(void **state) {
     m.outstanding++;
   }
   itest_run_until(&f->loop, &m.done, 120000);
+  if (m.failed) fprintf(stderr, "%d puts failed, last: %s (%s)\n", m.failed, etcdreg_err_name(m.last_error), m.last_message);
   assert_int_equal(m.ok, N);
   assert_int_equal(m.failed, 0);
   for (int i = 0; i < N; i++) assert_int_equal(m.seen[i], 1);
