@@ -41,10 +41,38 @@ typedef struct etcdreg_request etcdreg_request_t;
 /* ------------------------------------------------------------------------------------ */
 /* Options                                                                              */
 
+/* Connection states reported to etcdreg_client_options_t.on_state. */
+typedef enum {
+  ETCDREG_STATE_IDLE = 0,         /* no connection yet: the first call connects */
+  ETCDREG_STATE_CONNECTING = 1,   /* dialing an endpoint */
+  ETCDREG_STATE_READY = 2,        /* connected; calls flow */
+  ETCDREG_STATE_RECONNECTING = 3, /* the connection failed (err says why); backing off */
+  ETCDREG_STATE_CLOSED = 4        /* etcdreg_client_close was called */
+} etcdreg_conn_state_t;
+
+/* A static name for a state ("ready", ...). */
+ETCDREG_EXTERN const char *etcdreg_conn_state_name(etcdreg_conn_state_t state);
+
+/* Connection state changes. `err` is 0 or why the connection failed, `detail` a
+ * human-readable explanation, `endpoint` the endpoint concerned; both borrowed. */
+typedef void (*etcdreg_state_cb)(etcdreg_client_t *client, etcdreg_conn_state_t state, int err,
+                                 const char *detail, const char *endpoint, void *data);
+
+typedef enum {
+  ETCDREG_LOG_DEBUG = 0,
+  ETCDREG_LOG_INFO = 1,
+  ETCDREG_LOG_WARN = 2,
+  ETCDREG_LOG_ERROR = 3
+} etcdreg_log_level_t;
+
+/* Log hook; `message` is borrowed. The library never prints by itself. */
+typedef void (*etcdreg_log_cb)(etcdreg_log_level_t level, const char *message, void *data);
+
 typedef struct etcdreg_client_options {
-  /* NULL-terminated list of endpoints: "host:port", "http://host:port", "[::1]:port".
-   * Numeric addresses are used as they are; names are resolved with uv_getaddrinfo.
-   * Required. Copied by etcdreg_client_new. */
+  /* NULL-terminated list of endpoints: "host:port", "http://host:port", "[::1]:port",
+   * "unix:///path/to/socket". Numeric addresses are used as they are; names are resolved
+   * with uv_getaddrinfo. Required. When a connection fails the next one goes to the next
+   * endpoint of the list. */
   const char *const *endpoints;
   uint64_t dial_timeout_ms;      /* connect timeout per attempt; default 5000 */
   uint64_t request_timeout_ms;   /* default deadline of each call; default 10000 */
@@ -52,12 +80,34 @@ typedef struct etcdreg_client_options {
   uint32_t stream_window_bytes;  /* HTTP/2 stream receive window; default 4 MiB */
   uint32_t conn_window_bytes;    /* HTTP/2 connection receive window; default 16 MiB */
   const char *user_agent;        /* default "grpc-c-etcdreg/<version>" */
-  /* Extra attempts for a call that failed as unavailable when it provably never reached
-   * a server, or is a read; each on the next endpoint, with backoff (100 ms, x1.6, at
-   * most 2 s, +-20 %), always within the call's deadline. Default 3; 0 disables.
-   * Independently, a call etcd refused as "too many requests" (refused before being
-   * applied) is retried until its deadline. */
+  /* How many times a call that failed as unavailable is tried again (on the next
+   * connection) when it provably never reached a server, or is a read. Always within
+   * the call's deadline. Default 10; 0 disables. A write that may have reached the
+   * server is never replayed: it fails with ETCDREG_EOUTCOMEUNKNOWN. Independently, a
+   * call etcd refused as "too many requests" (refused before being applied) is retried
+   * until its deadline. */
   int max_retries;
+  /* Reconnect backoff after a failed connection: initial delay, growth factor, cap and
+   * jitter (a fraction: 0.2 = +-20 %); reset once a connection is ready.
+   * Defaults 100 ms, 1.6, 10 000 ms, 0.2. */
+  uint64_t backoff_initial_ms;
+  double backoff_multiplier;
+  uint64_t backoff_max_ms;
+  double backoff_jitter;
+  /* HTTP/2 PING while calls or streams are open: after `keepalive_interval_ms` without
+   * reading anything a ping is sent; no answer within `keepalive_timeout_ms` ends the
+   * connection and the client reconnects. Defaults 30 000 and 10 000; 0 disables. Keep
+   * the interval at or above the server's --grpc-keepalive-min-time (etcd: 5 s). */
+  uint64_t keepalive_interval_ms;
+  uint64_t keepalive_timeout_ms;
+  /* Authentication: with a user name the client calls Authenticate first, sends the
+   * token with every call and refreshes it when etcd says it is invalid or stale, then
+   * retries the call once. NULL = no auth. Copied. */
+  const char *username;
+  const char *password;
+  etcdreg_state_cb on_state;     /* may be NULL */
+  etcdreg_log_cb log;            /* may be NULL */
+  void *callback_data;           /* passed to on_state and log */
 } etcdreg_client_options_t;
 
 /* Fills `opt` with the defaults above (endpoints NULL). */
@@ -83,6 +133,9 @@ typedef void (*etcdreg_close_cb)(etcdreg_client_t *client, void *data);
 ETCDREG_EXTERN int etcdreg_client_close(etcdreg_client_t *client, etcdreg_close_cb cb, void *data);
 
 ETCDREG_EXTERN uv_loop_t *etcdreg_client_loop(const etcdreg_client_t *client);
+
+/* The current connection state. */
+ETCDREG_EXTERN etcdreg_conn_state_t etcdreg_client_state(const etcdreg_client_t *client);
 
 /* ------------------------------------------------------------------------------------ */
 /* Results                                                                              */

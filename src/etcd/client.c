@@ -1,6 +1,11 @@
-/* The etcd client: options, endpoints, the connection calls go to, request lifecycle
- * and close. Connections are made lazily and replaced when they become unusable; the
- * next connection goes to the next endpoint of the list. */
+/* The etcd client: options, endpoints, the connection calls go to, reconnection with
+ * backoff, connection state and logging, and close.
+ *
+ * One connection at a time takes new calls ("current"). When it becomes unusable the
+ * next one goes to the next endpoint after a backoff (reset once a connection is
+ * ready). Calls that cannot start meanwhile wait, parked, until the connection is up or
+ * their deadline passes (request.c). */
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +16,8 @@
 struct etcdreg_conn {
   etcdreg_client_t *client;
   etcdreg_grpc_channel_t *channel;
+  size_t endpoint_index;
+  int ready;
   etcdreg_conn_t *next;
 };
 
@@ -18,6 +25,17 @@ static _Thread_local const char *last_option_error = "";
 
 const char *etcdreg_version(void) { return ETCDREG_VERSION_STRING; }
 const char *etcdreg_last_option_error(void) { return last_option_error; }
+
+const char *etcdreg_conn_state_name(etcdreg_conn_state_t state) {
+  switch (state) {
+  case ETCDREG_STATE_IDLE: return "idle";
+  case ETCDREG_STATE_CONNECTING: return "connecting";
+  case ETCDREG_STATE_READY: return "ready";
+  case ETCDREG_STATE_RECONNECTING: return "reconnecting";
+  case ETCDREG_STATE_CLOSED: return "closed";
+  default: return "unknown";
+  }
+}
 
 void etcdreg_client_options_init(etcdreg_client_options_t *opt) {
   if (!opt) return;
@@ -27,15 +45,51 @@ void etcdreg_client_options_init(etcdreg_client_options_t *opt) {
   opt->max_recv_msg_bytes = 64u * 1024 * 1024;
   opt->stream_window_bytes = 4u * 1024 * 1024;
   opt->conn_window_bytes = 16u * 1024 * 1024;
-  opt->max_retries = 3;
+  opt->max_retries = 10;
+  opt->backoff_initial_ms = 100;
+  opt->backoff_multiplier = 1.6;
+  opt->backoff_max_ms = 10000;
+  opt->backoff_jitter = 0.2;
+  opt->keepalive_interval_ms = 30000;
+  opt->keepalive_timeout_ms = 10000;
 }
+
+/* ---- logging ---- */
+
+void etcdreg__log(etcdreg_client_t *c, etcdreg_log_level_t level, const char *fmt, ...) {
+  if (!c->log) return;
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  c->log(level, buf, c->callback_data);
+}
+
+uint32_t etcdreg__client_rand(etcdreg_client_t *c) {
+  c->rng ^= c->rng << 13;
+  c->rng ^= c->rng >> 17;
+  c->rng ^= c->rng << 5;
+  return c->rng;
+}
+
+static void client_set_state(etcdreg_client_t *c, etcdreg_conn_state_t state, int err,
+                             const char *detail, const char *endpoint) {
+  if (c->state == state && state != ETCDREG_STATE_RECONNECTING) return;
+  c->state = state;
+  if (c->on_state) c->on_state(c, state, err, detail ? detail : "", endpoint ? endpoint : "", c->callback_data);
+}
+
+etcdreg_conn_state_t etcdreg_client_state(const etcdreg_client_t *c) { return c->state; }
 
 /* ---- endpoints ---- */
 
 void etcdreg__endpoint_free(etcdreg_endpoint_t *ep) {
   free(ep->host);
+  free(ep->unix_path);
   free(ep->authority);
-  ep->host = ep->authority = NULL;
+  free(ep->text);
+  memset(ep, 0, sizeof(*ep));
 }
 
 int etcdreg__endpoint_parse(const char *s, etcdreg_endpoint_t *ep, char *why, size_t why_len) {
@@ -45,14 +99,27 @@ int etcdreg__endpoint_parse(const char *s, etcdreg_endpoint_t *ep, char *why, si
     return ETCDREG_EINVAL;
   }
   const char *p = s;
+  if (strncmp(p, "unix://", 7) == 0) {
+    if (!p[7]) {
+      snprintf(why, why_len, "endpoint \"%s\": missing socket path", s);
+      return ETCDREG_EINVAL;
+    }
+    ep->unix_path = strdup(p + 7);
+    ep->authority = strdup("localhost");
+    ep->text = strdup(s);
+    if (!ep->unix_path || !ep->authority || !ep->text) {
+      etcdreg__endpoint_free(ep);
+      return ETCDREG_ENOMEM;
+    }
+    return 0;
+  }
   if (strncmp(p, "http://", 7) == 0) {
     p += 7;
-  } else if (strncmp(p, "https://", 8) == 0 || strncmp(p, "unix://", 7) == 0 ||
-             strncmp(p, "unixs://", 8) == 0) {
-    snprintf(why, why_len, "endpoint \"%s\": this version supports plain TCP endpoints only", s);
+  } else if (strncmp(p, "https://", 8) == 0 || strncmp(p, "unixs://", 8) == 0) {
+    snprintf(why, why_len, "endpoint \"%s\": TLS endpoints are not supported by this version", s);
     return ETCDREG_ENOTSUP;
   } else if (strstr(p, "://")) {
-    snprintf(why, why_len, "endpoint \"%s\": unknown scheme", s);
+    snprintf(why, why_len, "endpoint \"%s\": unknown scheme (use http:// or unix://)", s);
     return ETCDREG_EINVAL;
   }
   size_t len = strlen(p);
@@ -96,7 +163,8 @@ int etcdreg__endpoint_parse(const char *s, etcdreg_endpoint_t *ep, char *why, si
   ep->host = strndup(host, host_len);
   ep->port = (uint16_t)port;
   ep->authority = malloc(host_len + port_len + 4);
-  if (!ep->host || !ep->authority) {
+  ep->text = strdup(s);
+  if (!ep->host || !ep->authority || !ep->text) {
     etcdreg__endpoint_free(ep);
     return ETCDREG_ENOMEM;
   }
@@ -107,6 +175,39 @@ int etcdreg__endpoint_parse(const char *s, etcdreg_endpoint_t *ep, char *why, si
 
 /* ---- client ---- */
 
+static void reconnect_fire(etcdreg_timer_entry_t *e);
+
+static void client_free(etcdreg_client_t *c) {
+  for (size_t i = 0; i < c->endpoint_count; i++) etcdreg__endpoint_free(&c->endpoints[i]);
+  free(c->endpoints);
+  free(c->user_agent);
+  free(c->username);
+  if (c->password) memset(c->password, 0, strlen(c->password));
+  free(c->password);
+  free(c->token);
+  free(c);
+}
+
+static const char *validate_options(const etcdreg_client_options_t *opt) {
+  if (!opt->endpoints || !opt->endpoints[0]) return "at least one endpoint is required";
+  if (opt->max_recv_msg_bytes && opt->max_recv_msg_bytes < 1024)
+    return "max_recv_msg_bytes must be at least 1024";
+  if ((opt->stream_window_bytes && opt->stream_window_bytes < 65535) ||
+      (opt->conn_window_bytes && opt->conn_window_bytes < 65535) ||
+      opt->stream_window_bytes > 0x7fffffffu || opt->conn_window_bytes > 0x7fffffffu)
+    return "HTTP/2 windows must be between 65535 and 2^31-1 bytes";
+  if (opt->max_retries < 0) return "max_retries must not be negative";
+  if (opt->backoff_multiplier != 0 && opt->backoff_multiplier < 1.0) return "backoff_multiplier must be >= 1";
+  if (opt->backoff_jitter < 0 || opt->backoff_jitter > 1.0) return "backoff_jitter must be between 0 and 1";
+  if (opt->backoff_max_ms && opt->backoff_initial_ms > opt->backoff_max_ms)
+    return "backoff_initial_ms must not exceed backoff_max_ms";
+  if (opt->keepalive_interval_ms && opt->keepalive_interval_ms < 100)
+    return "keepalive_interval_ms must be 0 (off) or at least 100";
+  if (opt->password && !opt->username) return "a password needs a username";
+  if (opt->username && !opt->username[0]) return "username must not be empty";
+  return NULL;
+}
+
 int etcdreg_client_new(uv_loop_t *loop, const etcdreg_client_options_t *opt,
                        etcdreg_client_t **out) {
   static _Thread_local char why[256];
@@ -115,18 +216,9 @@ int etcdreg_client_new(uv_loop_t *loop, const etcdreg_client_options_t *opt,
     last_option_error = "loop, options and out are required";
     return ETCDREG_EINVAL;
   }
-  if (!opt->endpoints || !opt->endpoints[0]) {
-    last_option_error = "at least one endpoint is required";
-    return ETCDREG_EINVAL;
-  }
-  if (opt->max_recv_msg_bytes && opt->max_recv_msg_bytes < 1024) {
-    last_option_error = "max_recv_msg_bytes must be at least 1024";
-    return ETCDREG_EINVAL;
-  }
-  if ((opt->stream_window_bytes && opt->stream_window_bytes < 65535) ||
-      (opt->conn_window_bytes && opt->conn_window_bytes < 65535) ||
-      opt->stream_window_bytes > 0x7fffffffu || opt->conn_window_bytes > 0x7fffffffu) {
-    last_option_error = "HTTP/2 windows must be between 65535 and 2^31-1 bytes";
+  const char *bad = validate_options(opt);
+  if (bad) {
+    last_option_error = bad;
     return ETCDREG_EINVAL;
   }
   etcdreg_client_t *c = calloc(1, sizeof(*c));
@@ -138,17 +230,15 @@ int etcdreg_client_new(uv_loop_t *loop, const etcdreg_client_options_t *opt,
     free(c);
     return ETCDREG_ENOMEM;
   }
+  c->endpoint_count = n;
   for (size_t i = 0; i < n; i++) {
     int rv = etcdreg__endpoint_parse(opt->endpoints[i], &c->endpoints[i], why, sizeof(why));
     if (rv) {
-      for (size_t j = 0; j < i; j++) etcdreg__endpoint_free(&c->endpoints[j]);
-      free(c->endpoints);
-      free(c);
+      client_free(c);
       last_option_error = why;
-      return rv == ETCDREG_ENOTSUP ? ETCDREG_EINVAL : rv;
+      return rv == ETCDREG_ENOMEM ? rv : ETCDREG_EINVAL;
     }
   }
-  c->endpoint_count = n;
   c->loop = loop;
   c->dial_timeout_ms = opt->dial_timeout_ms ? opt->dial_timeout_ms : 5000;
   c->request_timeout_ms = opt->request_timeout_ms ? opt->request_timeout_ms : 10000;
@@ -156,14 +246,27 @@ int etcdreg_client_new(uv_loop_t *loop, const etcdreg_client_options_t *opt,
   c->max_send_msg = 2u * 1024 * 1024;
   c->stream_window = opt->stream_window_bytes ? opt->stream_window_bytes : 4u * 1024 * 1024;
   c->conn_window = opt->conn_window_bytes ? opt->conn_window_bytes : 16u * 1024 * 1024;
+  c->keepalive_interval_ms = opt->keepalive_interval_ms;
+  c->keepalive_timeout_ms = opt->keepalive_timeout_ms ? opt->keepalive_timeout_ms : 10000;
+  c->max_retries = opt->max_retries;
+  c->backoff_initial_ms = opt->backoff_initial_ms ? opt->backoff_initial_ms : 100;
+  c->backoff_multiplier = opt->backoff_multiplier ? opt->backoff_multiplier : 1.6;
+  c->backoff_max_ms = opt->backoff_max_ms ? opt->backoff_max_ms : 10000;
+  c->backoff_jitter = opt->backoff_jitter;
+  c->on_state = opt->on_state;
+  c->log = opt->log;
+  c->callback_data = opt->callback_data;
   c->user_agent = strdup(opt->user_agent ? opt->user_agent : "grpc-c-etcdreg/" ETCDREG_VERSION_STRING);
-  c->max_retries = opt->max_retries >= 0 ? opt->max_retries : 0;
-  c->rng = (uint32_t)(uintptr_t)c ^ (uint32_t)uv_hrtime();
-  if (etcdreg_timerq_init(loop, &c->timers)) {
-    for (size_t i = 0; i < n; i++) etcdreg__endpoint_free(&c->endpoints[i]);
-    free(c->endpoints);
-    free(c->user_agent);
-    free(c);
+  if (opt->username) {
+    c->username = strdup(opt->username);
+    c->password = strdup(opt->password ? opt->password : "");
+  }
+  c->rng = (uint32_t)(uintptr_t)c ^ (uint32_t)uv_hrtime() ^ 0x9e3779b9u;
+  if (!c->rng) c->rng = 1;
+  etcdreg_timer_entry_init(&c->reconnect_timer, reconnect_fire);
+  if (!c->user_agent || (opt->username && (!c->username || !c->password)) ||
+      etcdreg_timerq_init(loop, &c->timers)) {
+    client_free(c);
     return ETCDREG_ENOMEM;
   }
   *out = c;
@@ -176,23 +279,50 @@ static void client_maybe_finish_close(etcdreg_client_t *c) {
   if (!c->closing || c->conns || !c->timers_closed) return;
   /* The callback still sees a valid (closed) client; it is freed right after. */
   if (c->close_cb) c->close_cb(c, c->close_data);
-  for (size_t i = 0; i < c->endpoint_count; i++) etcdreg__endpoint_free(&c->endpoints[i]);
-  free(c->endpoints);
-  free(c->user_agent);
-  free(c);
+  client_free(c);
+}
+
+/* ---- connections ---- */
+
+static uint64_t backoff_delay(etcdreg_client_t *c) {
+  double d = (double)c->backoff_initial_ms;
+  for (int i = 1; i < c->failures && d < (double)c->backoff_max_ms; i++) d *= c->backoff_multiplier;
+  if (d > (double)c->backoff_max_ms) d = (double)c->backoff_max_ms;
+  if (c->backoff_jitter > 0) {
+    double r = (double)(etcdreg__client_rand(c) % 10001) / 10000.0; /* 0..1 */
+    d *= 1.0 + c->backoff_jitter * (2.0 * r - 1.0);
+  }
+  return d < 1 ? 1 : (uint64_t)d;
+}
+
+static void conn_on_ready(etcdreg_grpc_channel_t *ch, void *data) {
+  (void)ch;
+  etcdreg_conn_t *conn = data;
+  etcdreg_client_t *c = conn->client;
+  conn->ready = 1;
+  if (c->current != conn) return;
+  c->failures = 0;
+  etcdreg__log(c, ETCDREG_LOG_INFO, "connected to %s", c->endpoints[conn->endpoint_index].text);
+  client_set_state(c, ETCDREG_STATE_READY, 0, "", c->endpoints[conn->endpoint_index].text);
 }
 
 static void conn_on_unusable(etcdreg_grpc_channel_t *ch, int err, const char *why, void *data) {
   (void)ch;
-  (void)err;
-  (void)why;
   etcdreg_conn_t *conn = data;
   etcdreg_client_t *c = conn->client;
-  if (c->current == conn) {
-    c->current = NULL;
-    /* The next connection tries the next endpoint. */
-    c->endpoint_index = (c->endpoint_index + 1) % c->endpoint_count;
-  }
+  if (c->current != conn || c->closing) return;
+  c->current = NULL;
+  const char *ep = c->endpoints[conn->endpoint_index].text;
+  /* A connection that was up failed: reconnect after the initial backoff. One that
+   * never came up: back off further. */
+  c->failures = conn->ready ? 1 : c->failures + 1;
+  uint64_t delay = backoff_delay(c);
+  c->next_connect_at = uv_now(c->loop) + delay;
+  c->endpoint_index = (conn->endpoint_index + 1) % c->endpoint_count;
+  etcdreg__log(c, ETCDREG_LOG_WARN, "connection to %s failed: %s; reconnecting to %s in %llu ms",
+               ep, why, c->endpoints[c->endpoint_index].text, (unsigned long long)delay);
+  client_set_state(c, ETCDREG_STATE_RECONNECTING, err, why, ep);
+  if (c->parked_count) etcdreg__client_want_connection(c);
 }
 
 static void conn_on_closed(void *data) {
@@ -209,21 +339,25 @@ static void conn_on_closed(void *data) {
   client_maybe_finish_close(c);
 }
 
-static int client_connection(etcdreg_client_t *c, etcdreg_grpc_channel_t **out) {
+int etcdreg__client_channel(etcdreg_client_t *c, etcdreg_grpc_channel_t **out) {
+  if (c->closing) return ETCDREG_ECLOSED;
   if (c->current && etcdreg_grpc_channel_usable(c->current->channel)) {
     *out = c->current->channel;
     return 0;
   }
   c->current = NULL;
+  if (uv_now(c->loop) < c->next_connect_at) return ETCDREG_EBUSY;
   etcdreg_conn_t *conn = calloc(1, sizeof(*conn));
   if (!conn) return ETCDREG_ENOMEM;
   conn->client = c;
+  conn->endpoint_index = c->endpoint_index;
   const etcdreg_endpoint_t *ep = &c->endpoints[c->endpoint_index];
-  etcdreg_transport_config_t tcfg = {ep->host, ep->port, c->dial_timeout_ms};
+  etcdreg_transport_config_t tcfg = {ep->host, ep->port, ep->unix_path, c->dial_timeout_ms};
   etcdreg_grpc_channel_options_t copts = {ep->authority, ep->tls ? "https" : "http",
                                           c->user_agent, c->max_recv_msg, c->stream_window,
-                                          c->conn_window};
-  etcdreg_grpc_channel_cbs_t cbs = {NULL, conn_on_unusable, conn_on_closed};
+                                          c->conn_window, c->keepalive_interval_ms,
+                                          c->keepalive_timeout_ms};
+  etcdreg_grpc_channel_cbs_t cbs = {conn_on_ready, conn_on_unusable, conn_on_closed};
   int rv = etcdreg_grpc_channel_new(c->loop, &tcfg, &copts, &cbs, conn, &conn->channel);
   if (rv) {
     free(conn);
@@ -232,9 +366,24 @@ static int client_connection(etcdreg_client_t *c, etcdreg_grpc_channel_t **out) 
   conn->next = c->conns;
   c->conns = conn;
   c->current = conn;
+  etcdreg__log(c, ETCDREG_LOG_DEBUG, "connecting to %s", ep->text);
+  client_set_state(c, ETCDREG_STATE_CONNECTING, 0, "", ep->text);
   *out = conn->channel;
   return 0;
 }
+
+static void reconnect_fire(etcdreg_timer_entry_t *e) {
+  etcdreg_client_t *c = (etcdreg_client_t *)((char *)e - offsetof(etcdreg_client_t, reconnect_timer));
+  etcdreg__client_kick(c);
+}
+
+void etcdreg__client_want_connection(etcdreg_client_t *c) {
+  if (c->closing || etcdreg_timer_entry_active(&c->reconnect_timer)) return;
+  uint64_t now = uv_now(c->loop);
+  etcdreg_timerq_add(&c->timers, &c->reconnect_timer, c->next_connect_at > now ? c->next_connect_at : now);
+}
+
+/* ---- close ---- */
 
 static void timers_closed(etcdreg_timerq_t *q) {
   etcdreg_client_t *c = (etcdreg_client_t *)((char *)q - offsetof(etcdreg_client_t, timers));
@@ -242,9 +391,11 @@ static void timers_closed(etcdreg_timerq_t *q) {
   client_maybe_finish_close(c);
 }
 
-/* The timer heap closes once no request waits for a retry any more. */
-static void client_maybe_close_timers(etcdreg_client_t *c) {
-  if (!c->closing || c->waiting_count || c->timers_closing) return;
+/* The timer heap closes once no request waits on it any more. */
+void etcdreg__client_maybe_close_timers(etcdreg_client_t *c) {
+  if (!c->closing || c->timers_closing) return;
+  for (etcdreg_request_t *r = c->requests; r; r = r->next)
+    if (etcdreg_timer_entry_active(&r->timer)) return;
   c->timers_closing = 1;
   etcdreg_timerq_close(&c->timers, timers_closed);
 }
@@ -256,224 +407,12 @@ int etcdreg_client_close(etcdreg_client_t *c, etcdreg_close_cb cb, void *data) {
   c->close_cb = cb;
   c->close_data = data;
   c->current = NULL;
+  etcdreg_timerq_remove(&c->timers, &c->reconnect_timer);
   /* Every call completes with ECANCELED from its channel, then the channels close. */
   for (etcdreg_conn_t *conn = c->conns; conn; conn = conn->next)
     etcdreg_grpc_channel_close(conn->channel, ETCDREG_ECANCELED, "client closed");
-  /* Requests waiting for a retry complete now (from the loop), cancelled. */
-  uint64_t now = uv_now(c->loop);
-  for (etcdreg_request_t *req = c->requests; req; req = req->next) {
-    if (!req->waiting) continue;
-    req->pending_status = ETCDREG_ECANCELED;
-    etcdreg_timerq_add(&c->timers, &req->retry_timer, now);
-  }
-  client_maybe_close_timers(c);
+  etcdreg__cancel_waiting_requests(c);
+  client_set_state(c, ETCDREG_STATE_CLOSED, 0, "closed by the application", "");
+  etcdreg__client_maybe_close_timers(c);
   return 0;
-}
-
-/* ---- requests ---- */
-
-static void request_retry_fire(etcdreg_timer_entry_t *e);
-
-etcdreg_request_t *etcdreg__request_new(etcdreg_client_t *c, etcdreg_req_kind_t kind,
-                                        int is_write, const ProtobufCMessageDescriptor *resp,
-                                        etcdreg_req_dispatch_fn dispatch, void (*cb)(void),
-                                        void *data) {
-  etcdreg_request_t *req = calloc(1, sizeof(*req));
-  if (!req) return NULL;
-  req->client = c;
-  req->kind = kind;
-  req->is_write = is_write;
-  req->resp_desc = resp;
-  req->dispatch = dispatch;
-  req->user_cb = cb;
-  req->data = data;
-  req->grpc_status = -1;
-  req->message = "";
-  etcdreg_timer_entry_init(&req->retry_timer, request_retry_fire);
-  return req;
-}
-
-void etcdreg__request_free(etcdreg_request_t *req) {
-  if (req->resp) protobuf_c_message_free_unpacked(req->resp, NULL);
-  free(req->payload);
-  free(req);
-}
-
-static void request_unlink(etcdreg_request_t *req) {
-  etcdreg_client_t *c = req->client;
-  if (req->prev) req->prev->next = req->next;
-  else if (c->requests == req) c->requests = req->next;
-  if (req->next) req->next->prev = req->prev;
-  req->prev = req->next = NULL;
-  c->request_count--;
-}
-
-/* Fires the user's callback once and frees the request. */
-static void request_complete(etcdreg_request_t *req, int status, int grpc_status, const char *message) {
-  etcdreg_client_t *c = req->client;
-  req->grpc_status = grpc_status;
-  req->message = message ? message : "";
-  req->completing = 1;
-  request_unlink(req);
-  req->dispatch(req, status, status == 0 ? req->resp : NULL);
-  etcdreg__request_free(req);
-  client_maybe_close_timers(c);
-}
-
-static uint32_t client_rand(etcdreg_client_t *c) {
-  c->rng ^= c->rng << 13;
-  c->rng ^= c->rng >> 17;
-  c->rng ^= c->rng << 5;
-  return c->rng;
-}
-
-/* Delay before attempt `attempt` (1-based): exponential from `base`, capped, +-20 %. */
-static uint64_t retry_delay(etcdreg_client_t *c, int attempt, uint64_t base, uint64_t cap) {
-  uint64_t d = base;
-  for (int i = 1; i < attempt && d < cap; i++) d = d * 8 / 5;
-  if (d > cap) d = cap;
-  uint64_t spread = d / 5;
-  return spread ? d - spread + client_rand(c) % (2 * spread + 1) : d;
-}
-
-/* May this failed attempt be tried again? Returns the delay, or 0 for "no". */
-static uint64_t request_retry_in(etcdreg_request_t *req, int status, const etcdreg_grpc_status_t *st) {
-  etcdreg_client_t *c = req->client;
-  if (c->closing) return 0;
-  uint64_t delay = 0;
-  if (status == ETCDREG_ERESOURCE && st->message && strstr(st->message, "too many requests")) {
-    /* etcd refused before proposing (its apply queue is behind): always safe. Bounded by
-     * the deadline only; it clears as etcd catches up. */
-    delay = retry_delay(c, req->attempts, 20, 500);
-  } else if (status == ETCDREG_EUNAVAILABLE && req->attempts <= c->max_retries) {
-    /* Never reached a server, or an idempotent read: try again (next endpoint). */
-    if (!st->sent || !req->is_write) delay = retry_delay(c, req->attempts, 100, 2000);
-  }
-  if (!delay) return 0;
-  if (uv_now(c->loop) + delay >= req->deadline_ms) return 0;
-  return delay;
-}
-
-static int request_attempt(etcdreg_request_t *req);
-
-static void request_retry_fire(etcdreg_timer_entry_t *e) {
-  etcdreg_request_t *req = (etcdreg_request_t *)((char *)e - offsetof(etcdreg_request_t, retry_timer));
-  etcdreg_client_t *c = req->client;
-  req->waiting = 0;
-  c->waiting_count--;
-  if (req->pending_status) {
-    request_complete(req, req->pending_status, -1,
-                     req->pending_status == ETCDREG_ECANCELED ? "cancelled" : etcdreg_strerror(req->pending_status));
-    return;
-  }
-  int rv = request_attempt(req);
-  if (rv) request_complete(req, rv, -1, "could not start the retry");
-}
-
-static int request_on_message(etcdreg_grpc_call_t *call, const uint8_t *msg, size_t len, void *data) {
-  (void)call;
-  etcdreg_request_t *req = data;
-  if (req->resp) return ETCDREG_EPROTO; /* a unary call answers once */
-  req->resp = protobuf_c_message_unpack(req->resp_desc, NULL, len, msg);
-  return req->resp ? 0 : ETCDREG_EPROTO;
-}
-
-static void request_on_close(etcdreg_grpc_call_t *call, const etcdreg_grpc_status_t *st, void *data) {
-  (void)call;
-  etcdreg_request_t *req = data;
-  etcdreg_client_t *c = req->client;
-  req->call = NULL;
-  int status, grpc_status = -1;
-  const char *message = st->message;
-  if (st->local) {
-    status = st->local;
-    if (status == ETCDREG_EUNAVAILABLE && st->sent && req->is_write) status = ETCDREG_EOUTCOMEUNKNOWN;
-  } else {
-    status = etcdreg__map_grpc_status(st->code, st->message);
-    grpc_status = st->code;
-    if (status == 0 && !req->resp) {
-      status = ETCDREG_EPROTO;
-      message = "response carried no message";
-    }
-  }
-  uint64_t delay = status ? request_retry_in(req, status, st) : 0;
-  if (delay) {
-    if (req->resp) protobuf_c_message_free_unpacked(req->resp, NULL);
-    req->resp = NULL;
-    req->waiting = 1;
-    c->waiting_count++;
-    if (etcdreg_timerq_add(&c->timers, &req->retry_timer, uv_now(c->loop) + delay) == 0) return;
-    req->waiting = 0;
-    c->waiting_count--;
-  }
-  request_complete(req, status, grpc_status, message);
-}
-
-/* One attempt: a fresh call on the current connection with the remaining deadline. */
-static int request_attempt(etcdreg_request_t *req) {
-  etcdreg_client_t *c = req->client;
-  etcdreg_grpc_channel_t *ch;
-  int rv = client_connection(c, &ch);
-  if (rv) return rv;
-  etcdreg_grpc_outmsg_t *out = etcdreg_grpc_outmsg_new(req->payload_len);
-  if (!out) return ETCDREG_ENOMEM;
-  memcpy(etcdreg_grpc_outmsg_payload(out), req->payload, req->payload_len);
-  etcdreg_grpc_call_cbs_t cbs = {request_on_message, request_on_close};
-  rv = etcdreg_grpc_call_start(ch, req->path, NULL, 0, req->deadline_ms, &cbs, req, &req->call);
-  if (rv) {
-    etcdreg_grpc_outmsg_free(out);
-    return rv;
-  }
-  req->attempts++;
-  etcdreg_grpc_call_send(req->call, out, 1);
-  return 0;
-}
-
-int etcdreg__request_start(etcdreg_client_t *c, etcdreg_request_t *req, const char *path,
-                           const ProtobufCMessage *msg, uint64_t timeout_ms) {
-  if (c->closing) return ETCDREG_ECLOSED;
-  size_t size = protobuf_c_message_get_packed_size(msg);
-  if (size > c->max_send_msg) return ETCDREG_ETOOLARGE;
-  req->payload = malloc(size ? size : 1);
-  if (!req->payload) return ETCDREG_ENOMEM;
-  req->payload_len = protobuf_c_message_pack(msg, req->payload);
-  req->path = path;
-  req->deadline_ms = uv_now(c->loop) + (timeout_ms ? timeout_ms : c->request_timeout_ms);
-  int rv = request_attempt(req);
-  if (rv) return rv; /* the caller frees req (payload included) */
-  req->next = c->requests;
-  if (c->requests) c->requests->prev = req;
-  c->requests = req;
-  c->request_count++;
-  return 0;
-}
-
-int etcdreg_request_grpc_status(const etcdreg_request_t *req) { return req ? req->grpc_status : -1; }
-const char *etcdreg_request_message(const etcdreg_request_t *req) {
-  return req && req->message ? req->message : "";
-}
-etcdreg_client_t *etcdreg_request_client(const etcdreg_request_t *req) {
-  return req ? req->client : NULL;
-}
-
-void etcdreg_request_cancel(etcdreg_request_t *req) {
-  if (!req || req->completing) return;
-  if (req->call) {
-    /* The cancelled attempt is not retried: its status is local ECANCELED. */
-    etcdreg_grpc_call_cancel(req->call, ETCDREG_ECANCELED, "cancelled by the application");
-  } else if (req->waiting && !req->pending_status) {
-    req->pending_status = ETCDREG_ECANCELED;
-    etcdreg_timerq_add(&req->client->timers, &req->retry_timer, uv_now(req->client->loop));
-  }
-}
-
-void etcdreg__header_from_pb(etcdreg_header_t *out, const Etcdserverpb__ResponseHeader *h) {
-  if (!h) {
-    memset(out, 0, sizeof(*out));
-    return;
-  }
-  out->cluster_id = h->cluster_id;
-  out->member_id = h->member_id;
-  out->revision = h->revision;
-  out->raft_term = h->raft_term;
 }

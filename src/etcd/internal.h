@@ -1,4 +1,4 @@
-/* Internals of the etcd layer shared by its modules (client, kv, ...). */
+/* Internals of the etcd layer shared by its modules (client, request, auth, kv, ...). */
 #ifndef ETCDREG_ETCD_INTERNAL_H
 #define ETCDREG_ETCD_INTERNAL_H
 
@@ -11,9 +11,11 @@
 #include "etcdreg/client.h"
 
 typedef struct etcdreg_endpoint {
-  char *host;       /* without brackets */
+  char *host;       /* without brackets; NULL for unix sockets */
   uint16_t port;
-  char *authority;  /* host:port as sent in :authority */
+  char *unix_path;  /* unix:// endpoints */
+  char *authority;  /* as sent in :authority */
+  char *text;       /* as the user wrote it, for messages */
   int tls;
 } etcdreg_endpoint_t;
 
@@ -24,24 +26,33 @@ typedef enum {
   REQ_PUT,
   REQ_DELETE,
   REQ_TXN,
-  REQ_COMPACT
+  REQ_COMPACT,
+  REQ_AUTH
 } etcdreg_req_kind_t;
 
 /* How a request's decoded response becomes the user's callback. */
 typedef void (*etcdreg_req_dispatch_fn)(etcdreg_request_t *req, int status,
                                         const ProtobufCMessage *resp);
 
+/* A unary call with its retries. At any time it is in flight (call), parked (waiting for
+ * a connection or a token; timer = its deadline), delayed (timer = next attempt), or
+ * about to complete (pending_status; timer due now). */
 struct etcdreg_request {
   etcdreg_client_t *client;
-  etcdreg_grpc_call_t *call;       /* the attempt in flight, or NULL between attempts */
+  etcdreg_grpc_call_t *call;
   const char *path;                /* static method path */
   uint8_t *payload;                /* the packed request, kept for retries */
   size_t payload_len;
   uint64_t deadline_ms;            /* absolute loop time for the whole request */
-  int attempts;
-  etcdreg_timer_entry_t retry_timer;
-  int waiting;                     /* between attempts (retry_timer armed) */
-  int pending_status;              /* completion decided while waiting (cancel/close) */
+  int unavailable_attempts;        /* failed attempts that may be retried */
+  int auth_retried;
+  int no_auth;                     /* Authenticate itself */
+  uint64_t token_gen;              /* which token the attempt carried */
+  etcdreg_timer_entry_t timer;
+  int parked, delayed;
+  int pending_status;
+  int last_error;                  /* for a deadline hit while waiting */
+  char *last_message;
   etcdreg_req_kind_t kind;
   int is_write;                    /* not to be replayed once sent */
   const ProtobufCMessageDescriptor *resp_desc;
@@ -50,9 +61,10 @@ struct etcdreg_request {
   void (*user_cb)(void);           /* cast back by dispatch */
   void *data;
   int grpc_status;
-  const char *message;             /* borrowed from the gRPC status during the callback */
+  const char *message;             /* borrowed during the callback */
   int completing;
-  etcdreg_request_t *prev, *next;
+  etcdreg_request_t *prev, *next;            /* all requests of the client */
+  etcdreg_request_t *park_prev, *park_next;  /* parked requests, FIFO */
 };
 
 struct etcdreg_client {
@@ -65,36 +77,80 @@ struct etcdreg_client {
   size_t max_recv_msg;
   size_t max_send_msg;
   uint32_t stream_window, conn_window;
+  uint64_t keepalive_interval_ms, keepalive_timeout_ms;
+  uint64_t backoff_initial_ms, backoff_max_ms;
+  double backoff_multiplier, backoff_jitter;
+  int max_retries;
   char *user_agent;
+  char *username, *password;
+  etcdreg_state_cb on_state;
+  etcdreg_log_cb log;
+  void *callback_data;
+
+  etcdreg_conn_state_t state;
   etcdreg_conn_t *current;   /* the connection new calls go to */
   etcdreg_conn_t *conns;     /* every live connection (current and draining) */
+  int failures;              /* consecutive failed connection attempts */
+  uint64_t next_connect_at;  /* no new connection before this loop time */
+  etcdreg_timer_entry_t reconnect_timer;
+
+  /* auth */
+  char *token;               /* NULL: none yet (or invalidated); "" when auth is off */
+  uint64_t token_gen;
+  etcdreg_request_t *auth_req;
+
   etcdreg_request_t *requests;
   size_t request_count;
-  etcdreg_timerq_t timers;         /* retries and backoff: one uv timer for all */
-  size_t waiting_count;            /* requests between attempts */
-  uint32_t rng;                    /* jitter */
-  int max_retries;
+  etcdreg_request_t *parked_head, *parked_tail;
+  size_t parked_count;
+
+  etcdreg_timerq_t timers;   /* retries, parked deadlines, reconnects: one uv timer */
+  uint32_t rng;
   int closing;
   int timers_closing, timers_closed;
   etcdreg_close_cb close_cb;
   void *close_data;
 };
 
-/* Starts a unary call: packs `msg`, sends it on the current connection. On success the
- * request is linked into the client and owned by it until its callback has run. */
-int etcdreg__request_start(etcdreg_client_t *c, etcdreg_request_t *req, const char *path,
-                           const ProtobufCMessage *msg, uint64_t timeout_ms);
+/* ---- client.c ---- */
+/* The channel for a new attempt: 0, ETCDREG_EBUSY (backing off: park and wait for
+ * etcdreg__client_kick), ETCDREG_ECLOSED, ETCDREG_ENOMEM. */
+int etcdreg__client_channel(etcdreg_client_t *c, etcdreg_grpc_channel_t **out);
+/* Makes sure a reconnect is scheduled while requests wait. */
+void etcdreg__client_want_connection(etcdreg_client_t *c);
+void etcdreg__client_maybe_close_timers(etcdreg_client_t *c);
+void etcdreg__log(etcdreg_client_t *c, etcdreg_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+uint32_t etcdreg__client_rand(etcdreg_client_t *c);
+
+/* ---- request.c ---- */
 etcdreg_request_t *etcdreg__request_new(etcdreg_client_t *c, etcdreg_req_kind_t kind,
                                         int is_write, const ProtobufCMessageDescriptor *resp,
                                         etcdreg_req_dispatch_fn dispatch, void (*cb)(void),
                                         void *data);
-
 void etcdreg__request_free(etcdreg_request_t *req);
+/* Packs `msg` and makes the first attempt (or parks the request). On success the
+ * request belongs to the client until its callback has run; on failure the caller frees
+ * it and no callback fires. */
+int etcdreg__request_start(etcdreg_client_t *c, etcdreg_request_t *req, const char *path,
+                           const ProtobufCMessage *msg, uint64_t timeout_ms);
+/* Tries every parked request again (a connection came up, a token arrived). */
+void etcdreg__client_kick(etcdreg_client_t *c);
+/* Completes every parked request that needs a token with `status` (auth failed). */
+void etcdreg__fail_parked_auth(etcdreg_client_t *c, int status, const char *message);
+/* Completes every request with ECANCELED (client close). */
+void etcdreg__cancel_waiting_requests(etcdreg_client_t *c);
 
-/* Maps a gRPC status code and etcd's message to an ETCDREG_E... code. */
+/* ---- auth.c ---- */
+/* Starts Authenticate unless it already runs. */
+void etcdreg__auth_ensure(etcdreg_client_t *c);
+/* Forgets the token of generation `gen` (etcd said it is invalid). */
+void etcdreg__auth_invalidate(etcdreg_client_t *c, uint64_t gen);
+
+/* ---- status_map.c ---- */
 int etcdreg__map_grpc_status(int code, const char *message);
 
-/* Endpoint parsing: 0 or ETCDREG_EINVAL with `why` filled. */
+/* ---- endpoints (client.c) ---- */
 int etcdreg__endpoint_parse(const char *s, etcdreg_endpoint_t *ep, char *why, size_t why_len);
 void etcdreg__endpoint_free(etcdreg_endpoint_t *ep);
 

@@ -62,6 +62,10 @@ struct etcdreg_grpc_channel {
   int unusable_pending, unusable_fired, unusable_err;
   char unusable_why[192];
   int closing, teardown, open_handles;
+  uint64_t keepalive_interval, keepalive_timeout;
+  uint64_t last_read_ms;
+  etcdreg_timer_entry_t ping_timer;  /* next keepalive check */
+  etcdreg_timer_entry_t ping_deadline; /* an unanswered ping */
 };
 
 static void ch_schedule(etcdreg_grpc_channel_t *ch);
@@ -228,9 +232,15 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
   return 0;
 }
 
+static void ch_keepalive_arm(etcdreg_grpc_channel_t *ch);
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user_data) {
   (void)s;
   etcdreg_grpc_channel_t *ch = user_data;
+  if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+    etcdreg_timerq_remove(&ch->timers, &ch->ping_deadline);
+    ch_keepalive_arm(ch);
+  }
   if (frame->hd.type == NGHTTP2_GOAWAY && ch->state != CH_DEAD) {
     ch->state = CH_DRAINING;
     if (!ch->unusable_pending && !ch->unusable_fired) {
@@ -372,6 +382,42 @@ static void ch_flush(etcdreg_grpc_channel_t *ch) {
   ch->writing = 1;
 }
 
+/* ---- keepalive ---- */
+
+/* Pings only while calls are open (gRPC A8; etcd's enforcement counts pings without
+ * streams as abuse), measured from the last byte read. */
+static void ch_keepalive_arm(etcdreg_grpc_channel_t *ch) {
+  if (!ch->keepalive_interval || ch->state != CH_READY || ch->closing) return;
+  if (ch->n_calls == 0 || etcdreg_timer_entry_active(&ch->ping_deadline)) {
+    etcdreg_timerq_remove(&ch->timers, &ch->ping_timer);
+    return;
+  }
+  uint64_t due = ch->last_read_ms + ch->keepalive_interval;
+  if (!etcdreg_timer_entry_active(&ch->ping_timer) || ch->ping_timer.due_ms != due)
+    etcdreg_timerq_add(&ch->timers, &ch->ping_timer, due);
+}
+
+static void ch_on_ping_timer(etcdreg_timer_entry_t *e) {
+  etcdreg_grpc_channel_t *ch = (etcdreg_grpc_channel_t *)((char *)e - offsetof(etcdreg_grpc_channel_t, ping_timer));
+  if (ch->state != CH_READY || ch->n_calls == 0) return;
+  uint64_t now = uv_now(ch->loop);
+  if (now < ch->last_read_ms + ch->keepalive_interval) {
+    ch_keepalive_arm(ch);
+    return;
+  }
+  if (nghttp2_submit_ping(ch->session, NGHTTP2_FLAG_NONE, NULL) != 0) return;
+  etcdreg_timerq_add(&ch->timers, &ch->ping_deadline, now + ch->keepalive_timeout);
+  ch_schedule(ch);
+}
+
+static void ch_on_ping_deadline(etcdreg_timer_entry_t *e) {
+  etcdreg_grpc_channel_t *ch = (etcdreg_grpc_channel_t *)((char *)e - offsetof(etcdreg_grpc_channel_t, ping_deadline));
+  char why[128];
+  snprintf(why, sizeof(why), "keepalive ping not answered within %llu ms",
+           (unsigned long long)ch->keepalive_timeout);
+  ch_fail(ch, ETCDREG_EUNAVAILABLE, why);
+}
+
 /* ---- lifecycle ---- */
 
 static void ch_maybe_free(etcdreg_grpc_channel_t *ch) {
@@ -428,6 +474,7 @@ static void ch_process(etcdreg_grpc_channel_t *ch) {
     call_fire(call);
   }
   ch_flush(ch);
+  ch_keepalive_arm(ch);
   if (ch->state == CH_DRAINING && ch->n_calls == 0 && !ch->closing)
     etcdreg_grpc_channel_close(ch, ETCDREG_EUNAVAILABLE, "connection drained after GOAWAY");
   if (ch->closing && !ch->done_head && ch->n_calls == 0 && !ch->unusable_pending) {
@@ -485,6 +532,7 @@ static void ch_on_connect(etcdreg_transport_t *t, int status, const char *detail
     return;
   }
   ch->state = CH_READY;
+  ch->last_read_ms = uv_now(ch->loop);
   if (ch->cbs.on_ready) ch->cbs.on_ready(ch, ch->data);
   ch_schedule(ch);
 }
@@ -493,6 +541,7 @@ static void ch_on_read(etcdreg_transport_t *t, const uint8_t *buf, size_t len, v
   (void)t;
   etcdreg_grpc_channel_t *ch = data;
   if (ch->state == CH_DEAD) return;
+  ch->last_read_ms = uv_now(ch->loop);
   ch->in_recv = 1;
   ssize_t rv = nghttp2_session_mem_recv(ch->session, buf, len);
   ch->in_recv = 0;
@@ -566,6 +615,10 @@ int etcdreg_grpc_channel_new(uv_loop_t *loop, const etcdreg_transport_config_t *
   }
   uv_idle_init(loop, &ch->tick);
   ch->tick.data = ch;
+  ch->keepalive_interval = opts->keepalive_interval_ms;
+  ch->keepalive_timeout = opts->keepalive_timeout_ms ? opts->keepalive_timeout_ms : 10000;
+  etcdreg_timer_entry_init(&ch->ping_timer, ch_on_ping_timer);
+  etcdreg_timer_entry_init(&ch->ping_deadline, ch_on_ping_deadline);
 
   etcdreg_transport_cbs_t tcbs = {ch_on_connect, ch_on_read, ch_on_end, ch_transport_closed};
   rv = etcdreg_tcp_transport_new(loop, tcfg, &tcbs, ch, &ch->transport);

@@ -64,6 +64,11 @@ typedef struct etcdreg_grpc_channel_options {
   size_t max_recv_msg;      /* receive limit per message */
   uint32_t stream_window;   /* SETTINGS_INITIAL_WINDOW_SIZE */
   uint32_t conn_window;     /* connection receive window */
+  /* HTTP/2 PING keepalive while calls are open: a ping after `keepalive_interval_ms`
+   * without reading anything; no answer within `keepalive_timeout_ms` ends the
+   * connection (ETCDREG_EUNAVAILABLE). 0 disables. */
+  uint64_t keepalive_interval_ms;
+  uint64_t keepalive_timeout_ms;
 } etcdreg_grpc_channel_options_t;
 
 typedef struct etcdreg_grpc_channel_cbs {

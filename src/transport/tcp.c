@@ -1,4 +1,4 @@
-/* TCP transport on uv_tcp_t: non-blocking connect with a dial timeout, TCP_NODELAY,
+/* Stream transport on uv_tcp_t (and uv_pipe_t for unix:// endpoints): non-blocking connect with a dial timeout, TCP_NODELAY,
  * numeric addresses without a resolver, names through uv_getaddrinfo (first usable
  * address; the client rotates endpoints, not addresses). */
 #include <stdio.h>
@@ -13,7 +13,13 @@ enum { TS_RESOLVING, TS_CONNECTING, TS_OPEN, TS_ENDED, TS_CLOSING };
 typedef struct {
   etcdreg_transport_t base;
   uv_loop_t *loop;
-  uv_tcp_t tcp;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  char *unix_path; /* set for unix:// endpoints */
   uv_timer_t dial_timer;
   uv_getaddrinfo_t resolve;
   uv_connect_t connect;
@@ -50,6 +56,7 @@ static void tcp_maybe_free(tcp_transport_t *t) {
   etcdreg_transport_cbs_t cbs = t->base.cbs;
   void *data = t->base.data;
   free(t->host);
+  free(t->unix_path);
   free(t);
   if (cbs.on_closed) cbs.on_closed(data);
 }
@@ -113,14 +120,16 @@ static void tcp_on_connect(uv_connect_t *req, int status) {
   if (t->state != TS_CONNECTING) return;
   if (status < 0) {
     char detail[192];
-    snprintf(detail, sizeof(detail), "connect to %s:%u failed: %s", t->host, t->port,
-             uv_strerror(status));
+    if (t->unix_path)
+      snprintf(detail, sizeof(detail), "connect to unix socket %s failed: %s", t->unix_path, uv_strerror(status));
+    else
+      snprintf(detail, sizeof(detail), "connect to %s:%u failed: %s", t->host, t->port, uv_strerror(status));
     tcp_fail_connect(t, etcdreg_transport_map_uv_error(status), detail);
     return;
   }
   uv_timer_stop(&t->dial_timer);
-  uv_tcp_nodelay(&t->tcp, 1);
-  int rv = uv_read_start((uv_stream_t *)&t->tcp, tcp_on_alloc, tcp_on_read);
+  if (!t->unix_path) uv_tcp_nodelay(&t->h.tcp, 1);
+  int rv = uv_read_start(&t->h.stream, tcp_on_alloc, tcp_on_read);
   if (rv) {
     tcp_fail_connect(t, ETCDREG_EUNAVAILABLE, uv_strerror(rv));
     return;
@@ -131,13 +140,13 @@ static void tcp_on_connect(uv_connect_t *req, int status) {
 
 /* Starts connecting to one address; on immediate failure reports it on the next turn. */
 static void tcp_connect_addr(tcp_transport_t *t, const struct sockaddr *addr) {
-  int rv = uv_tcp_init(t->loop, &t->tcp);
+  int rv = uv_tcp_init(t->loop, &t->h.tcp);
   if (rv == 0) {
-    t->tcp.data = t;
+    t->h.handle.data = t;
     t->tcp_inited = 1;
     t->handles_open++;
     t->connect.data = t;
-    rv = uv_tcp_connect(&t->connect, &t->tcp, addr, tcp_on_connect);
+    rv = uv_tcp_connect(&t->connect, &t->h.tcp, addr, tcp_on_connect);
   }
   if (rv) {
     char detail[192];
@@ -207,7 +216,7 @@ static int tcp_write(etcdreg_transport_t *base, const uv_buf_t *bufs, unsigned n
   t->write_cb = cb;
   t->write_cb_data = cb_data;
   t->write_req.data = t;
-  int rv = uv_write(&t->write_req, (uv_stream_t *)&t->tcp, bufs, nbufs, tcp_on_write);
+  int rv = uv_write(&t->write_req, &t->h.stream, bufs, nbufs, tcp_on_write);
   if (rv) {
     t->write_cb = NULL;
     return ETCDREG_EUNAVAILABLE;
@@ -222,7 +231,7 @@ static void tcp_close(etcdreg_transport_t *base) {
   if (t->resolving) uv_cancel((uv_req_t *)&t->resolve);
   if (t->tcp_inited) {
     /* Cancels a pending connect and write; their callbacks run before the close callback. */
-    uv_close((uv_handle_t *)&t->tcp, tcp_handle_closed);
+    uv_close(&t->h.handle, tcp_handle_closed);
     t->tcp_inited = 0;
   }
   uv_close((uv_handle_t *)&t->dial_timer, tcp_handle_closed);
@@ -233,10 +242,11 @@ static const etcdreg_transport_vtable_t tcp_vtable = {tcp_write, tcp_close};
 int etcdreg_tcp_transport_new(uv_loop_t *loop, const etcdreg_transport_config_t *cfg,
                               const etcdreg_transport_cbs_t *cbs, void *data,
                               etcdreg_transport_t **out) {
-  if (!cfg || !cfg->host || !cfg->host[0] || !cfg->port || !out || !cbs) return ETCDREG_EINVAL;
+  if (!cfg || !out || !cbs) return ETCDREG_EINVAL;
+  if (!cfg->unix_path && (!cfg->host || !cfg->host[0] || !cfg->port)) return ETCDREG_EINVAL;
   tcp_transport_t *t = calloc(1, sizeof(*t));
   if (!t) return ETCDREG_ENOMEM;
-  t->host = strdup(cfg->host);
+  t->host = strdup(cfg->host ? cfg->host : "localhost");
   if (!t->host) {
     free(t);
     return ETCDREG_ENOMEM;
@@ -254,7 +264,20 @@ int etcdreg_tcp_transport_new(uv_loop_t *loop, const etcdreg_transport_config_t 
   uv_timer_start(&t->dial_timer, tcp_on_dial_timer, t->dial_ms, 0);
 
   struct sockaddr_storage ss;
-  if (uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss) == 0 ||
+  if (cfg->unix_path) {
+    t->unix_path = strdup(cfg->unix_path);
+    if (!t->unix_path || uv_pipe_init(loop, &t->h.pipe, 0) != 0) {
+      tcp_fail_later(t, ETCDREG_ENOMEM, "cannot create a unix socket handle");
+    } else {
+      t->h.handle.data = t;
+      t->tcp_inited = 1;
+      t->handles_open++;
+      t->connect.data = t;
+      uv_pipe_connect(&t->connect, &t->h.pipe, t->unix_path, tcp_on_connect);
+      t->requests_open++;
+      t->state = TS_CONNECTING;
+    }
+  } else if (uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss) == 0 ||
       uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&ss) == 0) {
     tcp_connect_addr(t, (struct sockaddr *)&ss);
   } else {

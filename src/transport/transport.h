@@ -51,6 +51,7 @@ static inline void etcdreg_transport_close(etcdreg_transport_t *t) { t->vt->clos
 typedef struct etcdreg_transport_config {
   const char *host;
   uint16_t port;
+  const char *unix_path;  /* when set, a unix domain socket instead of host:port */
   uint64_t dial_timeout_ms;
 } etcdreg_transport_config_t;
 

@@ -105,7 +105,10 @@ static void test_close_idle_client(void **state) {
   itest_close(&loop, c); /* never connected: the close callback still fires from the loop */
 }
 
-static void short_dial(etcdreg_client_options_t *o) { o->dial_timeout_ms = 3000; }
+static void short_dial(etcdreg_client_options_t *o) {
+  o->dial_timeout_ms = 3000;
+  o->max_retries = 0; /* fail fast: report the first connection error */
+}
 
 static void test_closed_port(void **state) {
   (void)state;
@@ -133,7 +136,8 @@ static void test_closed_port(void **state) {
 
 typedef struct {
   int outstanding, done;
-  int put_unknown, put_other, range_unavailable, range_other;
+  int puts_done;
+  int put_unknown, put_other, range_unavailable, range_ok, range_other;
   int calls[200];
 } killed_t;
 
@@ -149,6 +153,7 @@ static void on_killed_put(etcdreg_request_t *req, int status, const etcdreg_put_
   s->k->calls[s->index]++;
   if (status == ETCDREG_EOUTCOMEUNKNOWN) s->k->put_unknown++;
   else s->k->put_other++;
+  s->k->puts_done++;
   if (--s->k->outstanding == 0) s->k->done = 1;
 }
 
@@ -158,15 +163,20 @@ static void on_killed_range(etcdreg_request_t *req, int status, const etcdreg_ra
   killed_slot_t *s = data;
   s->k->calls[s->index]++;
   if (status == ETCDREG_EUNAVAILABLE) s->k->range_unavailable++;
+  else if (status == 0) s->k->range_ok++;
   else s->k->range_other++;
   if (--s->k->outstanding == 0) s->k->done = 1;
 }
 
+static void no_retries(etcdreg_client_options_t *o) { o->max_retries = 0; }
+
+/* Without retries every pending call fails once: writes that were sent say "outcome
+ * unknown", reads say unavailable. */
 static void test_etcd_killed_mid_call(void **state) {
   (void)state;
   uv_loop_t loop;
   uv_loop_init(&loop);
-  etcdreg_client_t *c = itest_client(&loop, g_etcd.endpoint, NULL);
+  etcdreg_client_t *c = itest_client(&loop, g_etcd.endpoint, no_retries);
   warm_up(&loop, c);
   assert_int_equal(th_etcd_kill(&g_etcd, SIGSTOP), 0);
   killed_t k = {0};
@@ -196,6 +206,37 @@ static void test_etcd_killed_mid_call(void **state) {
   itest_close(&loop, c);
 }
 
+/* With the default retries, reads pending while etcd is killed and restarted on the same
+ * port complete normally; the writes that were sent report "outcome unknown". */
+static void test_etcd_restart_reads_retried(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  etcdreg_client_t *c = itest_client(&loop, g_etcd.endpoint, NULL);
+  itest_put(&loop, c, "/restart/k", "survives", NULL);
+  assert_int_equal(th_etcd_kill(&g_etcd, SIGSTOP), 0);
+  killed_t k = {0};
+  killed_slot_t slots[200];
+  for (int i = 0; i < 100; i++) {
+    slots[i] = (killed_slot_t){&k, i};
+    slots[100 + i] = (killed_slot_t){&k, 100 + i};
+    assert_int_equal(etcdreg_put(c, "/restart/w", 10, "v", 1, NULL, on_killed_put, &slots[i], NULL), 0);
+    assert_int_equal(etcdreg_range(c, "/restart/k", 10, NULL, on_killed_range, &slots[100 + i], NULL), 0);
+    k.outstanding += 2;
+  }
+  for (int i = 0; i < 5; i++) uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(th_etcd_kill(&g_etcd, SIGKILL), 0);
+  itest_run_until(&loop, &k.puts_done, 20000);
+  while (k.puts_done < 100) uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(k.put_unknown, 100);
+  assert_int_equal(k.range_ok + k.range_other + k.range_unavailable, 0); /* reads still waiting */
+  assert_int_equal(th_etcd_restart(&g_etcd), 0);
+  itest_run_until(&loop, &k.done, 30000);
+  for (int i = 0; i < 200; i++) assert_int_equal(k.calls[i], 1);
+  assert_int_equal(k.range_ok, 100);
+  itest_close(&loop, c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_deadline_expires),
@@ -203,6 +244,7 @@ int main(void) {
       cmocka_unit_test(test_close_idle_client),
       cmocka_unit_test(test_closed_port),
       cmocka_unit_test(test_etcd_killed_mid_call),
+      cmocka_unit_test(test_etcd_restart_reads_retried),
   };
   return cmocka_run_group_tests_name("failures", tests, itest_etcd_up, itest_etcd_down);
 }

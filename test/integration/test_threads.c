@@ -14,6 +14,8 @@ static int thread_count(void) {
   return n;
 }
 
+static void no_retries(etcdreg_client_options_t *o) { o->max_retries = 0; }
+
 static void test_single_thread(void **state) {
   (void)state;
   assert_int_equal(thread_count(), 1);
@@ -30,7 +32,7 @@ static void test_single_thread(void **state) {
   /* A closed port too: failed connects must not use a thread either. */
   char ep[64];
   snprintf(ep, sizeof(ep), "[::1]:%d", th_closed_port());
-  etcdreg_client_t *bad = itest_client(&loop, ep, NULL);
+  etcdreg_client_t *bad = itest_client(&loop, ep, no_retries);
   itest_range(&loop, bad, "/x", NULL, &r);
   assert_int_not_equal(r.status, 0);
   itest_result_reset(&r);
