@@ -96,7 +96,8 @@ typedef struct etcdreg_client_options {
   double backoff_jitter;
   /* HTTP/2 PING while calls or streams are open: after `keepalive_interval_ms` without
    * reading anything a ping is sent; no answer within `keepalive_timeout_ms` ends the
-   * connection and the client reconnects. Defaults 30 000 and 10 000; 0 disables. Keep
+   * connection and the client reconnects. Defaults 30 000 and 10 000; an interval of 0
+   * disables keepalive (a timeout of 0 means the default). Keep
    * the interval at or above the server's --grpc-keepalive-min-time (etcd: 5 s). */
   uint64_t keepalive_interval_ms;
   uint64_t keepalive_timeout_ms;
@@ -366,7 +367,7 @@ ETCDREG_EXTERN int etcdreg_compact(etcdreg_client_t *c, int64_t revision, int ph
                                    etcdreg_request_t **req_out);
 
 /* Writes the end of the range of keys starting with `prefix` into `out` (room for
- * prefix_len bytes): the prefix with its last byte below 0xff incremented after dropping
+ * max(prefix_len, 1) bytes): the prefix with its last byte below 0xff incremented after dropping
  * trailing 0xff bytes, or "\0" for an all-0xff or empty prefix. Returns the length. */
 ETCDREG_EXTERN size_t etcdreg_prefix_end(const void *prefix, size_t prefix_len, uint8_t *out);
 

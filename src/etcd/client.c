@@ -197,8 +197,10 @@ static const char *validate_options(const etcdreg_client_options_t *opt) {
       opt->stream_window_bytes > 0x7fffffffu || opt->conn_window_bytes > 0x7fffffffu)
     return "HTTP/2 windows must be between 65535 and 2^31-1 bytes";
   if (opt->max_retries < 0) return "max_retries must not be negative";
-  if (opt->backoff_multiplier != 0 && opt->backoff_multiplier < 1.0) return "backoff_multiplier must be >= 1";
-  if (opt->backoff_jitter < 0 || opt->backoff_jitter > 1.0) return "backoff_jitter must be between 0 and 1";
+  /* Written as !(x >= y) so that NaN is refused too. */
+  if (opt->backoff_multiplier != 0 && !(opt->backoff_multiplier >= 1.0 && opt->backoff_multiplier <= 100.0))
+    return "backoff_multiplier must be between 1 and 100";
+  if (!(opt->backoff_jitter >= 0 && opt->backoff_jitter <= 1.0)) return "backoff_jitter must be between 0 and 1";
   if (opt->backoff_max_ms && opt->backoff_initial_ms > opt->backoff_max_ms)
     return "backoff_initial_ms must not exceed backoff_max_ms";
   if (opt->keepalive_interval_ms && opt->keepalive_interval_ms < 100)

@@ -246,7 +246,8 @@ int etcdreg__request_start(etcdreg_client_t *c, etcdreg_request_t *req, const ch
   if (!req->payload) return ETCDREG_ENOMEM;
   req->payload_len = protobuf_c_message_pack(msg, req->payload);
   req->path = path;
-  req->deadline_ms = uv_now(c->loop) + (timeout_ms ? timeout_ms : c->request_timeout_ms);
+  uint64_t now = uv_now(c->loop), timeout = timeout_ms ? timeout_ms : c->request_timeout_ms;
+  req->deadline_ms = timeout > UINT64_MAX / 2 - now ? UINT64_MAX / 2 : now + timeout; /* no wrap */
   req->next = c->requests;
   if (c->requests) c->requests->prev = req;
   c->requests = req;

@@ -112,7 +112,7 @@ size_t etcdreg_grpc_timeout_encode(uint64_t ms, char *out) {
   static const struct { char unit; uint64_t ms; } units[] = {
       {'m', 1}, {'S', 1000}, {'M', 60000}, {'H', 3600000}};
   for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-    uint64_t v = (ms + units[i].ms - 1) / units[i].ms;
+    uint64_t v = ms / units[i].ms + (ms % units[i].ms != 0); /* rounds up, no overflow */
     if (v <= 99999999ULL) return (size_t)snprintf(out, 16, "%llu%c", (unsigned long long)v, units[i].unit);
   }
   return (size_t)snprintf(out, 16, "99999999H");
