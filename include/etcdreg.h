@@ -5,5 +5,7 @@
 
 #include "etcdreg/error.h"
 #include "etcdreg/client.h"
+#include "etcdreg/lease.h"
+#include "etcdreg/watch.h"
 
 #endif

@@ -23,6 +23,8 @@ static void on_authenticated(etcdreg_request_t *req, int status, const ProtobufC
     etcdreg__log(c, ETCDREG_LOG_ERROR, "authentication as \"%s\" failed: %s (%s)", c->username,
                  etcdreg_strerror(status), why);
     etcdreg__fail_parked_auth(c, status, why);
+    etcdreg__watch_fail_all(c, status, why);
+    etcdreg__keepalive_fail_all(c, status, why);
     return;
   }
   const Etcdserverpb__AuthenticateResponse *r = (const Etcdserverpb__AuthenticateResponse *)resp;

@@ -266,6 +266,8 @@ int etcdreg_client_new(uv_loop_t *loop, const etcdreg_client_options_t *opt,
   c->rng = (uint32_t)(uintptr_t)c ^ (uint32_t)uv_hrtime() ^ 0x9e3779b9u;
   if (!c->rng) c->rng = 1;
   etcdreg_timer_entry_init(&c->reconnect_timer, reconnect_fire);
+  etcdreg__watch_init(c);
+  etcdreg__keepalive_init(c);
   if (!c->user_agent || (opt->username && (!c->username || !c->password)) ||
       etcdreg_timerq_init(loop, &c->timers)) {
     client_free(c);
@@ -324,7 +326,51 @@ static void conn_on_unusable(etcdreg_grpc_channel_t *ch, int err, const char *wh
   etcdreg__log(c, ETCDREG_LOG_WARN, "connection to %s failed: %s; reconnecting to %s in %llu ms",
                ep, why, c->endpoints[c->endpoint_index].text, (unsigned long long)delay);
   client_set_state(c, ETCDREG_STATE_RECONNECTING, err, why, ep);
-  if (c->parked_count) etcdreg__client_want_connection(c);
+  if (c->parked_count || etcdreg__streams_wanted(c)) etcdreg__client_want_connection(c);
+}
+
+int etcdreg__streams_wanted(const etcdreg_client_t *c) {
+  return c->watch.count > 0 || c->keepalive.count > 0;
+}
+
+void etcdreg__client_drop_connection(etcdreg_client_t *c, int err, const char *why) {
+  if (!c->current) return;
+  etcdreg_conn_t *conn = c->current;
+  /* Reported like any other failure (rotation, backoff), then closed. */
+  conn_on_unusable(conn->channel, err, why, conn);
+  etcdreg_grpc_channel_close(conn->channel, ETCDREG_EUNAVAILABLE, why);
+}
+
+uint64_t etcdreg__stream_backoff(etcdreg_client_t *c, int failures) {
+  uint64_t d = c->backoff_initial_ms;
+  for (int i = 1; i < failures && d < c->backoff_max_ms; i++) d = (uint64_t)((double)d * c->backoff_multiplier);
+  if (d > c->backoff_max_ms) d = c->backoff_max_ms;
+  return d / 2 + etcdreg__client_rand(c) % (d / 2 + 1);
+}
+
+int etcdreg__stream_open(etcdreg_client_t *c, const char *path, const etcdreg_grpc_call_cbs_t *cbs,
+                         void *data, uint64_t *token_gen, etcdreg_grpc_call_t **out) {
+  if (c->closing) return ETCDREG_ECLOSED;
+  etcdreg_grpc_metadata_t md[2];
+  size_t n = 0;
+  if (c->username) {
+    if (!c->token) {
+      etcdreg__auth_ensure(c);
+      return ETCDREG_EBUSY;
+    }
+    if (c->token[0]) md[n++] = (etcdreg_grpc_metadata_t){"token", c->token};
+    *token_gen = c->token_gen;
+  }
+  /* A member without a leader cancels streams carrying this instead of going silent. */
+  md[n++] = (etcdreg_grpc_metadata_t){"hasleader", "true"};
+  etcdreg_grpc_channel_t *ch;
+  int rv = etcdreg__client_channel(c, &ch);
+  if (rv == ETCDREG_EBUSY) {
+    etcdreg__client_want_connection(c);
+    return rv;
+  }
+  if (rv) return rv;
+  return etcdreg_grpc_call_start(ch, path, md, n, 0, cbs, data, out);
 }
 
 static void conn_on_closed(void *data) {
@@ -398,6 +444,7 @@ void etcdreg__client_maybe_close_timers(etcdreg_client_t *c) {
   if (!c->closing || c->timers_closing) return;
   for (etcdreg_request_t *r = c->requests; r; r = r->next)
     if (etcdreg_timer_entry_active(&r->timer)) return;
+  if (etcdreg__watch_busy(c) || etcdreg__keepalive_busy(c)) return;
   c->timers_closing = 1;
   etcdreg_timerq_close(&c->timers, timers_closed);
 }
@@ -414,6 +461,8 @@ int etcdreg_client_close(etcdreg_client_t *c, etcdreg_close_cb cb, void *data) {
   for (etcdreg_conn_t *conn = c->conns; conn; conn = conn->next)
     etcdreg_grpc_channel_close(conn->channel, ETCDREG_ECANCELED, "client closed");
   etcdreg__cancel_waiting_requests(c);
+  etcdreg__watch_close(c);
+  etcdreg__keepalive_close(c);
   client_set_state(c, ETCDREG_STATE_CLOSED, 0, "closed by the application", "");
   etcdreg__client_maybe_close_timers(c);
   return 0;

@@ -5,6 +5,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "../common/arena.h"
+#include "../common/idmap.h"
 #include "../common/timerq.h"
 #include "../grpc/channel.h"
 #include "etcd/api/etcdserverpb/rpc.pb-c.h"
@@ -67,6 +68,34 @@ struct etcdreg_request {
   etcdreg_request_t *park_prev, *park_next;  /* parked requests, FIFO */
 };
 
+/* The client's one Watch stream and its watchers (watch.c). */
+typedef struct etcdreg_watch_mgr {
+  etcdreg_grpc_call_t *call;
+  int restarting;                  /* we cancelled the stream to open a fresh one */
+  etcdreg_idmap_t by_id;
+  struct etcdreg_watch *all;       /* live watchers */
+  size_t count;
+  int64_t next_id;
+  int64_t *pending;                /* ids whose create awaits its answer, FIFO ring */
+  size_t pending_cap, pending_head, pending_len;
+  struct etcdreg_watch *ended_head, *ended_tail;
+  etcdreg_timer_entry_t dispatch;  /* fires ended callbacks */
+  etcdreg_timer_entry_t retry;     /* reopens the stream after a failure */
+  int failures;
+} etcdreg_watch_mgr_t;
+
+/* The client's one LeaseKeepAlive stream and its keepers (keepalive.c). */
+typedef struct etcdreg_keepalive_mgr {
+  etcdreg_grpc_call_t *call;
+  etcdreg_idmap_t by_id;
+  struct etcdreg_keepalive *all;
+  size_t count;
+  struct etcdreg_keepalive *ended_head, *ended_tail;
+  etcdreg_timer_entry_t dispatch;
+  etcdreg_timer_entry_t retry;
+  int failures;
+} etcdreg_keepalive_mgr_t;
+
 struct etcdreg_client {
   uv_loop_t *loop;
   etcdreg_endpoint_t *endpoints;
@@ -104,6 +133,9 @@ struct etcdreg_client {
   etcdreg_request_t *parked_head, *parked_tail;
   size_t parked_count;
 
+  etcdreg_watch_mgr_t watch;
+  etcdreg_keepalive_mgr_t keepalive;
+
   etcdreg_timerq_t timers;   /* retries, parked deadlines, reconnects: one uv timer */
   uint32_t rng;
   int closing;
@@ -122,6 +154,32 @@ void etcdreg__client_maybe_close_timers(etcdreg_client_t *c);
 void etcdreg__log(etcdreg_client_t *c, etcdreg_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint32_t etcdreg__client_rand(etcdreg_client_t *c);
+
+/* Opens a long-lived stream (Watch, LeaseKeepAlive) on the current connection, with the
+ * token and `hasleader` metadata. 0 and *out; ETCDREG_EBUSY while there is no connection
+ * or token yet (a reconnect or Authenticate is under way and etcdreg__client_kick will
+ * call the stream hooks again); other errors. */
+int etcdreg__stream_open(etcdreg_client_t *c, const char *path, const etcdreg_grpc_call_cbs_t *cbs,
+                         void *data, uint64_t *token_gen, etcdreg_grpc_call_t **out);
+/* Nonzero while streams want a connection (watchers or keepers exist). */
+int etcdreg__streams_wanted(const etcdreg_client_t *c);
+/* Gives up the current connection (e.g. its member lost its leader): the next one goes
+ * to the next endpoint. */
+void etcdreg__client_drop_connection(etcdreg_client_t *c, int err, const char *why);
+/* Delay before reopening a stream after its `failures`-th failure. */
+uint64_t etcdreg__stream_backoff(etcdreg_client_t *c, int failures);
+
+/* ---- watch.c / keepalive.c ---- */
+void etcdreg__watch_init(etcdreg_client_t *c);
+void etcdreg__watch_kick(etcdreg_client_t *c);
+void etcdreg__watch_close(etcdreg_client_t *c);          /* client closing: end all */
+void etcdreg__watch_fail_all(etcdreg_client_t *c, int status, const char *why);
+int etcdreg__watch_busy(const etcdreg_client_t *c);     /* timer entries still due */
+void etcdreg__keepalive_init(etcdreg_client_t *c);
+void etcdreg__keepalive_kick(etcdreg_client_t *c);
+void etcdreg__keepalive_close(etcdreg_client_t *c);
+void etcdreg__keepalive_fail_all(etcdreg_client_t *c, int status, const char *why);
+int etcdreg__keepalive_busy(const etcdreg_client_t *c);
 
 /* ---- request.c ---- */
 etcdreg_request_t *etcdreg__request_new(etcdreg_client_t *c, etcdreg_req_kind_t kind,

@@ -276,6 +276,8 @@ void etcdreg__client_kick(etcdreg_client_t *c) {
     int rv = request_attempt(req);
     if (rv) request_complete(req, rv, -1, "could not start the call");
   }
+  etcdreg__watch_kick(c);
+  etcdreg__keepalive_kick(c);
 }
 
 void etcdreg__fail_parked_auth(etcdreg_client_t *c, int status, const char *message) {
