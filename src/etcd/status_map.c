@@ -34,7 +34,9 @@ int etcdreg__map_grpc_status(int code, const char *m) {
     if (has(m, "database space exceeded")) return ETCDREG_ENOSPACE;
     if (has(m, "larger than max") || has(m, "message too large")) return ETCDREG_ETOOLARGE;
     return ETCDREG_ERESOURCE;
-  case ETCDREG_GRPC_FAILED_PRECONDITION: return ETCDREG_EINVAL;
+  case ETCDREG_GRPC_FAILED_PRECONDITION:
+    if (has(m, "already exists")) return ETCDREG_EEXIST; /* "lease already exists" */
+    return ETCDREG_EINVAL;
   case ETCDREG_GRPC_ABORTED: return ETCDREG_ECONFLICT;
   case ETCDREG_GRPC_OUT_OF_RANGE:
     if (has(m, "compacted")) return ETCDREG_ECOMPACTED;
