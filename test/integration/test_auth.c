@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "itest.h"
+#include "tproxy.h"
 
 static int auth_up(void **state) {
   (void)state;
@@ -22,12 +23,13 @@ static int auth_up(void **state) {
 }
 
 static const char *g_user, *g_password;
-static int g_reauth_logs;
+static int g_reauth_logs, g_watch_refused_logs;
 
 static void on_log(etcdreg_log_level_t level, const char *msg, void *data) {
   (void)level;
   (void)data;
   if (strstr(msg, "authenticating again")) g_reauth_logs++;
+  if (strstr(msg, "watch create refused with a stale auth token")) g_watch_refused_logs++;
 }
 
 static void as_user(etcdreg_client_options_t *o) {
@@ -128,12 +130,86 @@ static void test_token_expiry_renewed(void **state) {
   itest_close(&loop, c);
 }
 
+typedef struct {
+  int ready, events, ended;
+  char reason[200];
+} alive_t;
+
+static void aw_ready(etcdreg_watch_t *w, int64_t rev, void *data) {
+  (void)w;
+  (void)rev;
+  ((alive_t *)data)->ready = 1;
+}
+static void aw_events(etcdreg_watch_t *w, int64_t rev, const etcdreg_watch_event_t *ev, size_t n, void *data) {
+  (void)w;
+  (void)rev;
+  (void)ev;
+  ((alive_t *)data)->events += (int)n;
+}
+static void aw_ended(etcdreg_watch_t *w, int status, int64_t cr, const char *reason, void *data) {
+  (void)w;
+  (void)status;
+  (void)cr;
+  alive_t *a = data;
+  a->ended = 1;
+  snprintf(a->reason, sizeof(a->reason), "%s", reason);
+}
+
+static void proxy_closed(void *data) { *(int *)data = 1; }
+
+/* A live watch outlives its token: after the token expired the connection is cut, the
+ * watch is re-created on a new stream (etcd refuses the stale token in-band, the client
+ * authenticates again) and events keep coming, none lost. */
+static void test_watch_survives_token_expiry(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  tproxy_t *p;
+  assert_int_equal(tproxy_start(&loop, g_etcd.client_port, &p), 0);
+  char ep[64];
+  tproxy_endpoint(p, ep, sizeof(ep));
+  g_user = "alice";
+  g_password = "alicepw";
+  g_reauth_logs = g_watch_refused_logs = 0;
+  etcdreg_client_t *wc = itest_client(&loop, ep, as_user);
+  etcdreg_client_t *writer = client_as(&loop, "alice", "alicepw");
+  alive_t a = {0};
+  etcdreg_watch_cbs_t cbs = {aw_ready, aw_events, aw_ended};
+  etcdreg_watch_opts_t o = {.prefix = 1};
+  assert_int_equal(etcdreg_watch_start(wc, "/app/live/", 10, &o, &cbs, &a, NULL), 0);
+  itest_run_until(&loop, &a.ready, 15000);
+  itest_put(&loop, writer, "/app/live/1", "a", NULL);
+  while (a.events < 1 && !a.ended) uv_run(&loop, UV_RUN_ONCE);
+  idle(&loop, 4500); /* the watch client's token expires */
+  tproxy_cut(p);
+  itest_put(&loop, writer, "/app/live/2", "b", NULL);
+  itest_put(&loop, writer, "/app/live/3", "c", NULL);
+  int expired = 0;
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  t.data = &expired;
+  uv_timer_start(&t, itest_watchdog_cb, 20000, 0);
+  while (a.events < 3 && !a.ended && !expired) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  if (a.ended) fail_msg("watch ended: %s", a.reason);
+  assert_int_equal(a.events, 3);
+  assert_true(g_watch_refused_logs >= 1); /* the in-band refusal and refresh really happened */
+  int closed = 0;
+  etcdreg_client_close(wc, NULL, NULL);
+  etcdreg_client_close(writer, NULL, NULL);
+  tproxy_close(p, proxy_closed, &closed);
+  itest_run_until(&loop, &closed, 10000);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_root_reads_and_writes),
       cmocka_unit_test(test_wrong_password),
       cmocka_unit_test(test_permission_denied),
       cmocka_unit_test(test_token_expiry_renewed),
+      cmocka_unit_test(test_watch_survives_token_expiry),
   };
   return cmocka_run_group_tests_name("auth", tests, auth_up, itest_etcd_down);
 }
