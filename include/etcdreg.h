@@ -7,5 +7,6 @@
 #include "etcdreg/client.h"
 #include "etcdreg/lease.h"
 #include "etcdreg/watch.h"
+#include "etcdreg/registry.h"
 
 #endif
