@@ -70,7 +70,7 @@ typedef void (*etcdreg_log_cb)(etcdreg_log_level_t level, const char *message, v
 
 typedef struct etcdreg_client_options {
   /* NULL-terminated list of endpoints: "host:port", "http://host:port", "[::1]:port",
-   * "unix:///path/to/socket". Numeric addresses are used as they are; names are resolved
+   * "unix:///path/to/socket", "https://host:port", "unixs:///path". Numeric addresses are used as they are; names are resolved
    * with uv_getaddrinfo. Required. When a connection fails the next one goes to the next
    * endpoint of the list. */
   const char *const *endpoints;
@@ -106,6 +106,21 @@ typedef struct etcdreg_client_options {
    * retries the call once. NULL = no auth. Copied. */
   const char *username;
   const char *password;
+  /* TLS (OpenSSL): used for "https://" endpoints (and "unixs://"), and for bare
+   * "host:port" endpoints when a CA, certificate or server name is given. The server's
+   * certificate is verified against `tls_ca_file` (PEM; NULL: the system trust store) and
+   * its name against the endpoint's host or IP (or `tls_server_name`); ALPN h2 is
+   * required. `tls_cert_file` + `tls_key_file` (PEM) give a client certificate for mutual
+   * TLS. Failures: ETCDREG_ETLSUNKNOWNCA, ETCDREG_ETLSNAME, ETCDREG_ETLSEXPIRED,
+   * ETCDREG_ETLSCERTREJECTED, ETCDREG_ETLSNOALPN, ETCDREG_ETLS. Files are read once, by
+   * etcdreg_client_new. */
+  const char *tls_ca_file;
+  const char *tls_cert_file;
+  const char *tls_key_file;
+  const char *tls_server_name;
+  /* UNSAFE: accept any server certificate (no verification at all): anyone on the path
+   * can impersonate the server. For tests only. */
+  int tls_insecure_skip_verify;
   etcdreg_state_cb on_state;     /* may be NULL */
   etcdreg_log_cb log;            /* may be NULL */
   void *callback_data;           /* passed to on_state and log */

@@ -99,12 +99,15 @@ int etcdreg__endpoint_parse(const char *s, etcdreg_endpoint_t *ep, char *why, si
     return ETCDREG_EINVAL;
   }
   const char *p = s;
-  if (strncmp(p, "unix://", 7) == 0) {
-    if (!p[7]) {
+  if (strncmp(p, "unix://", 7) == 0 || strncmp(p, "unixs://", 8) == 0) {
+    int secure = p[4] == 's';
+    const char *path = p + (secure ? 8 : 7);
+    if (!*path) {
       snprintf(why, why_len, "endpoint \"%s\": missing socket path", s);
       return ETCDREG_EINVAL;
     }
-    ep->unix_path = strdup(p + 7);
+    ep->tls = secure;
+    ep->unix_path = strdup(path);
     ep->authority = strdup("localhost");
     ep->text = strdup(s);
     if (!ep->unix_path || !ep->authority || !ep->text) {
@@ -115,11 +118,11 @@ int etcdreg__endpoint_parse(const char *s, etcdreg_endpoint_t *ep, char *why, si
   }
   if (strncmp(p, "http://", 7) == 0) {
     p += 7;
-  } else if (strncmp(p, "https://", 8) == 0 || strncmp(p, "unixs://", 8) == 0) {
-    snprintf(why, why_len, "endpoint \"%s\": TLS endpoints are not supported by this version", s);
-    return ETCDREG_ENOTSUP;
+  } else if (strncmp(p, "https://", 8) == 0) {
+    p += 8;
+    ep->tls = 1;
   } else if (strstr(p, "://")) {
-    snprintf(why, why_len, "endpoint \"%s\": unknown scheme (use http:// or unix://)", s);
+    snprintf(why, why_len, "endpoint \"%s\": unknown scheme (use http://, https://, unix:// or unixs://)", s);
     return ETCDREG_EINVAL;
   }
   size_t len = strlen(p);
@@ -185,6 +188,8 @@ static void client_free(etcdreg_client_t *c) {
   if (c->password) memset(c->password, 0, strlen(c->password));
   free(c->password);
   free(c->token);
+  free(c->tls_server_name);
+  etcdreg_tls_ctx_free(c->tls);
   free(c);
 }
 
@@ -262,6 +267,24 @@ int etcdreg_client_new(uv_loop_t *loop, const etcdreg_client_options_t *opt,
   if (opt->username) {
     c->username = strdup(opt->username);
     c->password = strdup(opt->password ? opt->password : "");
+  }
+  /* TLS: https:// endpoints, or every bare endpoint once TLS settings are given. */
+  int want_tls = opt->tls_ca_file || opt->tls_cert_file || opt->tls_server_name;
+  int any_tls = 0;
+  for (size_t i = 0; i < n; i++) {
+    int bare = strstr(opt->endpoints[i], "://") == NULL;
+    if (bare && want_tls) c->endpoints[i].tls = 1;
+    any_tls |= c->endpoints[i].tls;
+  }
+  if (any_tls) {
+    etcdreg_tls_options_t to = {opt->tls_ca_file, opt->tls_cert_file, opt->tls_key_file, opt->tls_insecure_skip_verify};
+    int rv = etcdreg_tls_ctx_new(&to, &c->tls, why, sizeof(why));
+    if (rv) {
+      client_free(c);
+      last_option_error = why;
+      return rv == ETCDREG_ENOMEM ? rv : ETCDREG_EINVAL;
+    }
+    if (opt->tls_server_name) c->tls_server_name = strdup(opt->tls_server_name);
   }
   c->rng = (uint32_t)(uintptr_t)c ^ (uint32_t)uv_hrtime() ^ 0x9e3779b9u;
   if (!c->rng) c->rng = 1;
@@ -400,7 +423,8 @@ int etcdreg__client_channel(etcdreg_client_t *c, etcdreg_grpc_channel_t **out) {
   conn->client = c;
   conn->endpoint_index = c->endpoint_index;
   const etcdreg_endpoint_t *ep = &c->endpoints[c->endpoint_index];
-  etcdreg_transport_config_t tcfg = {ep->host, ep->port, ep->unix_path, c->dial_timeout_ms};
+  etcdreg_transport_config_t tcfg = {ep->host, ep->port, ep->unix_path, c->dial_timeout_ms,
+                                     ep->tls ? c->tls : NULL, c->tls_server_name};
   etcdreg_grpc_channel_options_t copts = {ep->authority, ep->tls ? "https" : "http",
                                           c->user_agent, c->max_recv_msg, c->stream_window,
                                           c->conn_window, c->keepalive_interval_ms,

@@ -112,6 +112,8 @@ struct etcdreg_client {
   int max_retries;
   char *user_agent;
   char *username, *password;
+  etcdreg_tls_ctx_t *tls;          /* shared by TLS connections; NULL without TLS */
+  char *tls_server_name;
   etcdreg_state_cb on_state;
   etcdreg_log_cb log;
   void *callback_data;

@@ -621,7 +621,8 @@ int etcdreg_grpc_channel_new(uv_loop_t *loop, const etcdreg_transport_config_t *
   etcdreg_timer_entry_init(&ch->ping_deadline, ch_on_ping_deadline);
 
   etcdreg_transport_cbs_t tcbs = {ch_on_connect, ch_on_read, ch_on_end, ch_transport_closed};
-  rv = etcdreg_tcp_transport_new(loop, tcfg, &tcbs, ch, &ch->transport);
+  rv = tcfg->tls ? etcdreg_tls_transport_new(loop, tcfg, &tcbs, ch, &ch->transport)
+                 : etcdreg_tcp_transport_new(loop, tcfg, &tcbs, ch, &ch->transport);
   if (rv) {
     /* Nothing connected: close the two handles and report the error from the loop. */
     ch->teardown = 1;

@@ -48,12 +48,35 @@ static inline void etcdreg_transport_close(etcdreg_transport_t *t) { t->vt->clos
 
 /* Where to connect. `host` is a numeric IPv4/IPv6 address (no resolver involved) or a
  * name resolved with uv_getaddrinfo. */
+typedef struct etcdreg_tls_ctx etcdreg_tls_ctx_t;
+
 typedef struct etcdreg_transport_config {
   const char *host;
   uint16_t port;
   const char *unix_path;  /* when set, a unix domain socket instead of host:port */
   uint64_t dial_timeout_ms;
+  etcdreg_tls_ctx_t *tls; /* when set, TLS over the stream (tls.c) */
+  const char *tls_server_name; /* name to verify and send as SNI; default: host */
 } etcdreg_transport_config_t;
+
+/* TLS settings shared by every connection of a client. */
+typedef struct etcdreg_tls_options {
+  const char *ca_file;        /* NULL: the system's trust store */
+  const char *cert_file;      /* client certificate (PEM chain), for mutual TLS */
+  const char *key_file;       /* its private key (PEM) */
+  int insecure_skip_verify;   /* no verification at all: unsafe, for tests only */
+} etcdreg_tls_options_t;
+
+/* Builds the shared TLS context (loads CA, certificate and key now). 0 or an error code
+ * with `err` filled. */
+int etcdreg_tls_ctx_new(const etcdreg_tls_options_t *opts, etcdreg_tls_ctx_t **out, char *err, size_t errlen);
+void etcdreg_tls_ctx_free(etcdreg_tls_ctx_t *ctx);
+
+/* Starts a TLS connection: TCP (or unix) first, then the handshake; on_connect fires once
+ * the handshake succeeded and h2 was negotiated, or with the TLS failure. */
+int etcdreg_tls_transport_new(uv_loop_t *loop, const etcdreg_transport_config_t *cfg,
+                              const etcdreg_transport_cbs_t *cbs, void *data,
+                              etcdreg_transport_t **out);
 
 /* Starts a TCP connection. Returns 0 and sets *out, or a negative code (nothing to close
  * then). Connection errors arrive through on_connect. */

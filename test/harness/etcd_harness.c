@@ -350,7 +350,8 @@ static int th_spawn_etcd(th_etcd_t *e, int truncate_log) {
   }
 
   char client_url[64], peer_url[64], cluster[128];
-  snprintf(client_url, sizeof client_url, "http://127.0.0.1:%d", e->client_port);
+  snprintf(client_url, sizeof client_url, "%s://127.0.0.1:%d", e->tls_dir[0] ? "https" : "http",
+           e->client_port);
   snprintf(peer_url, sizeof peer_url, "http://127.0.0.1:%d", e->peer_port);
   snprintf(cluster, sizeof cluster, "%s=%s", e->name, peer_url);
   snprintf(e->endpoint, sizeof e->endpoint, "127.0.0.1:%d", e->client_port);
@@ -374,6 +375,17 @@ static int th_spawn_etcd(th_etcd_t *e, int truncate_log) {
   argv[argc++] = cluster;
   argv[argc++] = "--initial-cluster-state";
   argv[argc++] = "new";
+  if (e->tls_dir[0]) {
+    argv[argc++] = "--cert-file";
+    argv[argc++] = e->tls_cert_file;
+    argv[argc++] = "--key-file";
+    argv[argc++] = e->tls_key_file;
+    if (e->client_cert_auth) {
+      argv[argc++] = "--client-cert-auth";
+      argv[argc++] = "--trusted-ca-file";
+      argv[argc++] = e->tls_ca_file;
+    }
+  }
   argv[argc++] = "--logger";
   argv[argc++] = "zap";
   argv[argc++] = "--log-outputs";
@@ -430,6 +442,21 @@ static int th_spawn_etcd(th_etcd_t *e, int truncate_log) {
 
 enum { TH_READY = 0, TH_TIMEOUT = -1, TH_DIED = -2, TH_NOT_OURS = -3 };
 
+/* Over TLS the plain /health probe cannot work: ask etcdctl with the test certificates. */
+static int th_tls_health_ok(const th_etcd_t *e) {
+  /* Readiness only: an expired test certificate must not keep us waiting. */
+  const char *args[] = {"--insecure-skip-tls-verify", "--command-timeout=2s", "--dial-timeout=1s", "endpoint", "health", NULL};
+  int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+  if (devnull >= 0) dup2(devnull, 2); /* quiet while polling */
+  int rv = th_etcdctl(e, args);
+  if (saved >= 0) {
+    dup2(saved, 2);
+    close(saved);
+  }
+  if (devnull >= 0) close(devnull);
+  return rv == 0 ? 0 : -1;
+}
+
 static int th_wait_ready(th_etcd_t *e, long timeout_ms) {
   long long deadline = th_now_ms() + timeout_ms;
   for (;;) {
@@ -447,7 +474,7 @@ static int th_wait_ready(th_etcd_t *e, long timeout_ms) {
       e->pid = 0;
       return TH_DIED;
     }
-    if (th_health_ok(e->client_port) == 0) {
+    if (e->tls_dir[0] ? th_tls_health_ok(e) == 0 : th_health_ok(e->client_port) == 0) {
       /* Make sure it is *our* etcd answering, not someone who won a race
        * for the port (our etcd would then die on "address in use"). */
       int mine = th_pid_listens_on(e->pid, e->client_port);
@@ -490,8 +517,28 @@ static void th_remove_dirs(th_etcd_t *e) {
 }
 
 int th_etcd_start(th_etcd_t *e, const char *const *extra_args) {
+  return th_etcd_start_tls(e, extra_args, NULL, NULL, 0);
+}
+
+int th_make_certs(const char *dir) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "bash '%s' '%s' >/dev/null", TH_MAKE_CERTS_SCRIPT, dir);
+  int rv = system(cmd);
+  if (rv != 0) th_msg("making test certificates in %s failed (%d)", dir, rv);
+  return rv == 0 ? 0 : -1;
+}
+
+int th_etcd_start_tls(th_etcd_t *e, const char *const *extra_args, const char *cert_dir,
+                      const char *cert_name, int client_cert_auth) {
   static int counter;
   memset(e, 0, sizeof *e);
+  if (cert_dir != NULL) {
+    snprintf(e->tls_dir, sizeof e->tls_dir, "%s", cert_dir);
+    snprintf(e->tls_cert_file, sizeof e->tls_cert_file, "%s/%s.pem", cert_dir, cert_name ? cert_name : "server");
+    snprintf(e->tls_key_file, sizeof e->tls_key_file, "%s/%s.key", cert_dir, cert_name ? cert_name : "server");
+    snprintf(e->tls_ca_file, sizeof e->tls_ca_file, "%s/ca.pem", cert_dir);
+    e->client_cert_auth = client_cert_auth;
+  }
 
   if (extra_args != NULL) {
     size_t off = 0;
@@ -650,10 +697,13 @@ int th_etcdctl(const th_etcd_t *e, const char *const *args) {
   size_t nenv = 0;
   while (environ != NULL && environ[nenv] != NULL) nenv++;
 
-  char endpoints[96];
-  snprintf(endpoints, sizeof endpoints, "--endpoints=%s", e->endpoint);
+  char endpoints[96], cacert[320], cert[320], key[320];
+  snprintf(endpoints, sizeof endpoints, "--endpoints=%s%s", e->tls_dir[0] ? "https://" : "", e->endpoint);
+  snprintf(cacert, sizeof cacert, "--cacert=%s", e->tls_ca_file);
+  snprintf(cert, sizeof cert, "--cert=%s/client.pem", e->tls_dir);
+  snprintf(key, sizeof key, "--key=%s/client.key", e->tls_dir);
 
-  const char **argv = calloc(nargs + 3, sizeof *argv);
+  const char **argv = calloc(nargs + 6, sizeof *argv);
   const char **envp = calloc(nenv + 2, sizeof *envp);
   if (argv == NULL || envp == NULL) {
     free(argv);
@@ -663,6 +713,11 @@ int th_etcdctl(const th_etcd_t *e, const char *const *args) {
   size_t ai = 0;
   argv[ai++] = bin;
   argv[ai++] = endpoints;
+  if (e->tls_dir[0]) {
+    argv[ai++] = cacert;
+    argv[ai++] = cert;
+    argv[ai++] = key;
+  }
   for (size_t i = 0; i < nargs; i++) argv[ai++] = args[i];
   argv[ai] = NULL;
 

@@ -35,6 +35,11 @@ typedef struct th_etcd {
   char name[32];             /* member name */
   /* private: extra flags given to th_etcd_start(), reused by restart */
   char extra_args_buf[2048]; /* NUL-separated strings */
+  /* TLS (th_etcd_start_tls): the client URL is https, the certificates come from tls_dir
+   * (made by th_make_certs). */
+  char tls_dir[200];
+  char tls_cert_file[300], tls_key_file[300], tls_ca_file[300];
+  int client_cert_auth;
   int n_extra_args;
 } th_etcd_t;
 
@@ -46,6 +51,13 @@ typedef struct th_etcd {
  * "GET /health" returns 200 with "true" in the body.  *e is overwritten.
  * Returns 0, or -1 after printing a message and the log tail on stderr. */
 int th_etcd_start(th_etcd_t *e, const char *const *extra_args);
+/* The same over TLS: serves https with <cert_dir>/<cert_name>.pem/.key ("server", or
+ * "expired"); with client_cert_auth it requires client certificates signed by ca.pem. */
+int th_etcd_start_tls(th_etcd_t *e, const char *const *extra_args, const char *cert_dir,
+                      const char *cert_name, int client_cert_auth);
+/* Makes CA, server, expired-server, client and other-CA certificates in `dir` (with the
+ * openssl command line tool). 0 or -1. */
+int th_make_certs(const char *dir);
 
 /* Restart on the same ports and data dir (after th_etcd_kill()).  Waits for
  * readiness like th_etcd_start().  Returns 0 or -1. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <uv.h>
 
@@ -18,14 +19,38 @@
 
 static th_etcd_t g_etcd;
 
+/* ETCDREG_TEST_TLS=1 runs a suite over mutual TLS: etcd serves https with test
+ * certificates and requires client certificates; itest_client() connects with them. */
+static char g_tls_dir[256];
+
+static inline int itest_tls(void) {
+  const char *v = getenv("ETCDREG_TEST_TLS");
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+static inline int itest_start(th_etcd_t *e, const char *const *flags) {
+  if (!itest_tls()) return th_etcd_start(e, flags);
+  if (!g_tls_dir[0]) {
+    snprintf(g_tls_dir, sizeof(g_tls_dir), "/tmp/etcdreg-test-certs-XXXXXX");
+    if (!mkdtemp(g_tls_dir) || th_make_certs(g_tls_dir) != 0) return -1;
+  }
+  return th_etcd_start_tls(e, flags, g_tls_dir, "server", 1);
+}
+
 static inline int itest_etcd_up(void **state) {
   (void)state;
-  return th_etcd_start(&g_etcd, NULL) == 0 ? 0 : -1;
+  return itest_start(&g_etcd, NULL) == 0 ? 0 : -1;
 }
 
 static inline int itest_etcd_down(void **state) {
   (void)state;
   th_etcd_stop(&g_etcd);
+  if (g_tls_dir[0]) {
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_tls_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tls_dir);
+    g_tls_dir[0] = 0;
+  }
   return 0;
 }
 
@@ -51,6 +76,15 @@ static inline etcdreg_client_t * itest_client(uv_loop_t *loop, const char *endpo
   etcdreg_client_options_init(&opt);
   const char *eps[] = {endpoint, NULL};
   opt.endpoints = eps;
+  char ca[300], cert[300], key[300];
+  if (itest_tls() && g_tls_dir[0]) {
+    snprintf(ca, sizeof(ca), "%s/ca.pem", g_tls_dir);
+    snprintf(cert, sizeof(cert), "%s/client.pem", g_tls_dir);
+    snprintf(key, sizeof(key), "%s/client.key", g_tls_dir);
+    opt.tls_ca_file = ca; /* bare host:port endpoints then use TLS */
+    opt.tls_cert_file = cert;
+    opt.tls_key_file = key;
+  }
   if (tweak) tweak(&opt);
   etcdreg_client_t *c = NULL;
   int rv = etcdreg_client_new(loop, &opt, &c);
