@@ -106,21 +106,21 @@ static void test_client_new_rejects(void **state) {
   static const char *bad_eps[] = {
       "", "nocolon", "host:", ":2379", "host:0", "host:65536", "host:12ab", "host:-1",
       "host:+1", "host: 1", "host:99999999999999999999", "[::1]", "[::1]:", "[::1]2379",
-      "[::1", "[]:1", "::1:2379", "a:b:1", "ftp://h:1", "grpc://h:1", "https://h:1",
-      "unix://", "unixs://x", "http://", "http://:1", "http://h", "http://h:1/x", "/"};
+      "[::1", "[]:1", "::1:2379", "a:b:1", "ftp://h:1", "grpc://h:1", "https://h:",
+      "unix://", "unixs://", "http://", "http://:1", "http://h", "http://h:1/x", "/"};
   for (size_t i = 0; i < sizeof(bad_eps) / sizeof(bad_eps[0]); i++) {
     const char *eps[] = {bad_eps[i], NULL};
     etcdreg_client_options_init(&o);
     o.endpoints = eps;
     expect_rejected(&loop, &o, bad_eps[i]);
   }
-  /* The unsupported schemes say so. */
+  /* Unknown schemes say which schemes there are. */
   {
-    const char *eps[] = {"https://h:1", NULL};
+    const char *eps[] = {"grpc://h:1", NULL};
     etcdreg_client_options_init(&o);
     o.endpoints = eps;
-    expect_rejected(&loop, &o, "https");
-    assert_non_null(strstr(etcdreg_last_option_error(), "https://h:1"));
+    expect_rejected(&loop, &o, "grpc");
+    assert_non_null(strstr(etcdreg_last_option_error(), "https://"));
   }
   /* A bad endpoint after good ones: nothing leaks (ASan), still EINVAL. */
   {
@@ -326,10 +326,21 @@ static void test_endpoint_parse_rejects(void **state) {
   expect_parse_fails("[::1]", ETCDREG_EINVAL);
   expect_parse_fails("::1:2379", ETCDREG_EINVAL);
   expect_parse_fails("ftp://h:1", ETCDREG_EINVAL);
-  /* Recognised but unsupported in this version (client_new maps it to EINVAL). */
-  expect_parse_fails("https://h:1", ETCDREG_ENOTSUP);
-  expect_parse_fails("unixs://x", ETCDREG_ENOTSUP);
+  expect_parse_fails("https://h:", ETCDREG_EINVAL);
+  expect_parse_fails("unixs://", ETCDREG_EINVAL);
   expect_parse_fails("unix://", ETCDREG_EINVAL);
+  {
+    etcdreg_endpoint_t ep;
+    char why[256];
+    assert_int_equal(etcdreg__endpoint_parse("https://h:1", &ep, why, sizeof(why)), 0);
+    assert_true(ep.tls);
+    assert_string_equal(ep.host, "h");
+    etcdreg__endpoint_free(&ep);
+    assert_int_equal(etcdreg__endpoint_parse("unixs:///run/e.sock", &ep, why, sizeof(why)), 0);
+    assert_true(ep.tls);
+    assert_string_equal(ep.unix_path, "/run/e.sock");
+    etcdreg__endpoint_free(&ep);
+  }
 }
 
 /* ---- argument validation on a live client ---- */
