@@ -123,7 +123,10 @@ static void slot_ka_ended(etcdreg_keepalive_t *k, int status, const char *reason
   s->state = SLOT_DEAD;
   if (was_alive && status == ETCDREG_ELEASELOST) {
     /* Every registration on it registers again, at once, on a new lease. */
-    for (etcdreg_registration_t *r = reg->regs; r; r = r->next) {
+    s->refs++; /* the loop releases every registration: keep the slot until it is done */
+    etcdreg_registration_t *next;
+    for (etcdreg_registration_t *r = reg->regs; r; r = next) {
+      next = r->next; /* attempt() may end (free) r when it was stopped from the callback */
       if (r->slot != s || r->stop_requested) continue;
       slot_release(r);
       if (r->state == R_REGISTERED) {
@@ -132,6 +135,7 @@ static void slot_ka_ended(etcdreg_keepalive_t *k, int status, const char *reason
         attempt(r);
       }
     }
+    s->refs--;
   }
   slot_maybe_free(s);
 }
@@ -156,7 +160,10 @@ static void on_granted(etcdreg_request_t *req, int status, const etcdreg_lease_g
     s->refs++;
     slot_unref(s);
   }
-  for (etcdreg_registration_t *r = reg->regs; r; r = r->next) {
+  s->refs++; /* the loop may release every registration: keep the slot until it is done */
+  etcdreg_registration_t *next;
+  for (etcdreg_registration_t *r = reg->regs; r; r = next) {
+    next = r->next; /* do_stop / the error callback may end (free) r */
     if (r->slot != s || r->state != R_WAIT_LEASE) continue;
     r->busy = 0;
     if (r->stop_requested) {
@@ -168,6 +175,7 @@ static void on_granted(etcdreg_request_t *req, int status, const etcdreg_lease_g
       put_node(r);
     }
   }
+  s->refs--;
   slot_maybe_free(s);
 }
 
@@ -290,6 +298,11 @@ static void on_put(etcdreg_request_t *req, int status, const etcdreg_txn_result_
     return;
   }
   etcdreg_arena_free(&a);
+  if (!r->slot || r->slot->state != SLOT_ALIVE) { /* the lease died meanwhile */
+    r->busy = 0;
+    attempt(r);
+    return;
+  }
   /* Our own node (an earlier run, or our previous lease): replace it if unchanged since read. */
   size_t klen = strlen(r->key);
   etcdreg_compare_t cmp = {.target = ETCDREG_CMP_MOD, .result = ETCDREG_CMP_EQUAL, .key = r->key, .key_len = klen, .number = kv->mod_revision};
@@ -397,7 +410,9 @@ static void own_events(etcdreg_watch_t *w, int64_t rev, const etcdreg_watch_even
   etcdreg_registry_t *reg = o->reg;
   for (size_t i = 0; i < n; i++) {
     if (ev[i].type != ETCDREG_EVENT_DELETE) continue;
-    for (etcdreg_registration_t *r = reg->regs; r; r = r->next) {
+    etcdreg_registration_t *next;
+    for (etcdreg_registration_t *r = reg->regs; r; r = next) {
+      next = r->next; /* put_node may end r (stopped from an error callback) */
       if (r->own != o || r->state != R_REGISTERED || r->stop_requested) continue;
       if (strlen(r->key) != ev[i].kv.key_len || memcmp(r->key, ev[i].kv.key, ev[i].kv.key_len)) continue;
       if (ev[i].kv.mod_revision <= r->put_rev) continue;
@@ -514,12 +529,16 @@ static void do_stop(etcdreg_registration_t *r) {
   if (r->busy || r->state == R_STOPPING || r->state == R_DONE) return; /* resumes when the call completes */
   r->state = R_STOPPING;
   etcdreg_timerq_remove(&r->reg->timers, &r->timer);
-  if (r->slot && r->slot->state == SLOT_ALIVE) {
-    /* Delete the key only while it is still on our lease: never someone else's node. */
+  if (r->slot && r->slot->state == SLOT_ALIVE && r->put_rev) {
+    /* Delete the key only while it is still the node we wrote: on our lease, and not
+     * rewritten since (a lease may be shared with a colliding registration). */
     size_t klen = strlen(r->key);
-    etcdreg_compare_t cmp = {.target = ETCDREG_CMP_LEASE, .result = ETCDREG_CMP_EQUAL, .key = r->key, .key_len = klen, .number = r->slot->id};
+    etcdreg_compare_t cmp[2] = {
+        {.target = ETCDREG_CMP_LEASE, .result = ETCDREG_CMP_EQUAL, .key = r->key, .key_len = klen, .number = r->slot->id},
+        {.target = ETCDREG_CMP_MOD, .result = ETCDREG_CMP_EQUAL, .key = r->key, .key_len = klen, .number = r->put_rev},
+    };
     etcdreg_txn_op_t del = {.type = ETCDREG_OP_DELETE, .key = r->key, .key_len = klen};
-    etcdreg_txn_t txn = {&cmp, 1, &del, 1, NULL, 0, r->reg->timeout_ms};
+    etcdreg_txn_t txn = {cmp, 2, &del, 1, NULL, 0, r->reg->timeout_ms};
     if (etcdreg_txn(r->reg->client, &txn, on_deregistered, r, NULL) == 0) {
       r->busy = 1;
       return;
