@@ -227,8 +227,10 @@ typedef struct etcdreg_compact_result {
 /* ------------------------------------------------------------------------------------ */
 /* Requests                                                                             */
 
-/* The gRPC status of the failed call (0..16), or -1 when none was received (connection
- * failure, local deadline, cancel). Only meaningful inside the request's callback. */
+/* The gRPC status of the failed call (0..16): the server's grpc-status, or the one the
+ * gRPC rules derive from an HTTP/2 reset or a non-gRPC HTTP answer; -1 when the client
+ * itself ended the call (connection failure, local deadline, cancel, TLS). Only
+ * meaningful inside the request's callback. */
 ETCDREG_EXTERN int etcdreg_request_grpc_status(const etcdreg_request_t *req);
 /* The server's message (grpc-message, percent-decoded) or the client's own explanation;
  * "" when there is none. Borrowed: valid inside the request's callback only. */

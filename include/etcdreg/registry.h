@@ -84,8 +84,9 @@ ETCDREG_EXTERN int etcdreg_registry_open(etcdreg_client_t *client, const char *b
                                          etcdreg_registry_t **out);
 
 /* The Go constructor's shape: endpoints, base, username, password, default timeout (every
- * operation's deadline, default 10 s) and max retries (of unavailable calls). The registry
- * owns its client and closes it on etcdreg_registry_close. */
+ * operation's deadline, default 10 s) and max retries of unavailable calls (0: the
+ * client's default, 10; negative: none). The registry owns its client and closes it on
+ * etcdreg_registry_close. */
 typedef struct etcdreg_registry_options {
   const char *const *endpoints;
   const char *base;

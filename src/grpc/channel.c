@@ -32,6 +32,7 @@ struct etcdreg_grpc_call {
   int grpc_status; /* -1 until received */
   char *grpc_message_raw;
   int non_grpc_content_type;
+  int msg_rejected;
   int headers_sent;
   int done;        /* completion queued: no more network input is looked at */
   int final_code, final_local;
@@ -193,7 +194,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
 static int deliver_message(void *ctx, const uint8_t *msg, size_t len) {
   etcdreg_grpc_call_t *call = ctx;
   if (call->done || !call->cbs.on_message) return 0;
-  return call->cbs.on_message(call, msg, len, call->data);
+  int rv = call->cbs.on_message(call, msg, len, call->data);
+  if (rv) call->msg_rejected = 1;
+  return rv;
 }
 
 static void call_reset(etcdreg_grpc_call_t *call) {
@@ -208,12 +211,17 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id,
   (void)user_data;
   etcdreg_grpc_call_t *call = stream_call(s, stream_id);
   if (!call || call->done) return 0;
+  /* Not a gRPC response: the body is no gRPC framing; the status comes at stream end. */
+  if (call->non_grpc_content_type || (call->http_status && call->http_status != 200)) return 0;
+  call->msg_rejected = 0;
   int rv = etcdreg_grpc_framer_feed(&call->framer, data, len, deliver_message, call);
   if (rv == 0 || call->done) return 0;
   char why[160];
   if (rv == ETCDREG_ETOOLARGE)
     snprintf(why, sizeof(why), "response message of %zu bytes exceeds the receive limit of %zu bytes",
              etcdreg_grpc_framer_pending_len(&call->framer), call->framer.max_len);
+  else if (rv == ETCDREG_EPROTO && call->msg_rejected)
+    snprintf(why, sizeof(why), "response message could not be decoded (or more than one on a unary call)");
   else if (rv == ETCDREG_EPROTO)
     snprintf(why, sizeof(why), "malformed gRPC message framing (compressed flag or bad prefix)");
   else

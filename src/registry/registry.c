@@ -219,6 +219,7 @@ int etcdreg_registry_connect(uv_loop_t *loop, const etcdreg_registry_options_t *
   co.password = co.username ? opt->password : NULL;
   if (opt->default_timeout_ms) co.request_timeout_ms = opt->default_timeout_ms;
   if (opt->max_retries > 0) co.max_retries = opt->max_retries;
+  else if (opt->max_retries < 0) co.max_retries = 0; /* negative: no retries */
   etcdreg_client_t *client;
   int rv = etcdreg_client_new(loop, &co, &client);
   if (rv) {
