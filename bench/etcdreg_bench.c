@@ -875,7 +875,7 @@ static void w4_on_ended(etcdreg_watch_t *wt, int status, int64_t compact_revisio
 }
 
 static void w4_pump_creates(void) {
-  static const etcdreg_watch_cbs_t cbs = {w4_on_ready, w4_on_events, w4_on_ended};
+  static const etcdreg_watch_cbs_t cbs = {.ready = w4_on_ready, .events = w4_on_events, .ended = w4_on_ended};
   w4_t *w = &g_w4;
   char key[32];
   while (w->started < w->n && (w->window <= 0 || w->started - w->settled < w->window)) {

@@ -2,13 +2,16 @@
  *   registry_demo --endpoint 127.0.0.1:2379 [--base /services]
  * Creates (or joins) group "demo-api" with common labels, registers two nodes with a
  * TTL, watches the group's nodes, lists them, stops one registration (its delete event
- * arrives with the node as it was), then closes the registry (the other deregisters). */
+ * arrives with the node as it was), then closes the registry (the other deregisters);
+ * with --linger-ms N it keeps node-1 registered N ms longer first. */
 #include <etcdreg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct {
+  uv_timer_t linger;
+  uint64_t linger_ms;
   etcdreg_registry_t *reg;
   etcdreg_registration_t *r1, *r2;
   etcdreg_registry_watch_t *watch;
@@ -33,6 +36,12 @@ static void on_closed(etcdreg_registry_t *reg, void *data) {
   printf("registry closed\n");
 }
 
+static void on_linger_done(uv_timer_t *t) {
+  demo_t *d = t->data;
+  uv_close((uv_handle_t *)t, NULL);
+  etcdreg_registry_close(d->reg, on_closed, d); /* ends the watch and deregisters node-1 */
+}
+
 static void on_event(etcdreg_registry_watch_t *w, const etcdreg_event_t *ev, void *data) {
   (void)w;
   demo_t *d = data;
@@ -41,7 +50,13 @@ static void on_event(etcdreg_registry_watch_t *w, const etcdreg_event_t *ev, voi
   if (ev->node) print_node(what, ev->node);
   if (ev->type == ETCDREG_REG_EVENT_DELETE && ev->node && strcmp(ev->node->id, "node-2") == 0) {
     d->deletes++;
-    etcdreg_registry_close(d->reg, on_closed, d); /* ends the watch and deregisters node-1 */
+    if (d->linger_ms) {
+      printf("keeping node-1 registered for %llu ms\n", (unsigned long long)d->linger_ms);
+      fflush(stdout);
+      uv_timer_start(&d->linger, on_linger_done, d->linger_ms, 0);
+    } else {
+      etcdreg_registry_close(d->reg, on_closed, d); /* ends the watch and deregisters node-1 */
+    }
   }
 }
 
@@ -135,17 +150,24 @@ static void on_open(etcdreg_registry_t *reg, int status, const char *msg, void *
 
 int main(int argc, char **argv) {
   const char *endpoint = "127.0.0.1:2379", *base = "/services";
+  uint64_t linger_ms = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--endpoint") == 0 && i + 1 < argc) endpoint = argv[++i];
     else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc) base = argv[++i];
+    else if (strcmp(argv[i], "--linger-ms") == 0 && i + 1 < argc) linger_ms = strtoull(argv[++i], NULL, 10);
     else {
-      fprintf(stderr, "usage: %s [--endpoint host:port] [--base /services]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--endpoint host:port] [--base /services] [--linger-ms N]\n", argv[0]);
       return 2;
     }
   }
   uv_loop_t loop;
   uv_loop_init(&loop);
   demo_t d = {0};
+  d.linger_ms = linger_ms;
+  uv_timer_init(&loop, &d.linger);
+  d.linger.data = &d;
+  if (!linger_ms) uv_close((uv_handle_t *)&d.linger, NULL);
+  setvbuf(stdout, NULL, _IOLBF, 0);
   const char *eps[] = {endpoint, NULL};
   etcdreg_registry_options_t o = {.endpoints = eps, .base = base, .default_timeout_ms = 5000, .max_retries = 3};
   int rv = etcdreg_registry_connect(&loop, &o, on_open, &d, &d.reg);

@@ -51,6 +51,10 @@ typedef struct etcdreg_watch_cbs {
    * ETCDREG_EPERM, ETCDREG_ECLOSED (client closed). */
   void (*ended)(etcdreg_watch_t *w, int status, int64_t compact_revision, const char *reason,
                 void *data);
+  /* The watch's stream was lost: ETCDREG_ENOLEADER when the member lost its leader,
+   * else ETCDREG_EUNAVAILABLE. Nothing to do: the watch resumes by itself from its next
+   * revision, without loss (`ready` does not fire again). May be NULL. */
+  void (*interrupted)(etcdreg_watch_t *w, int status, const char *detail, void *data);
 } etcdreg_watch_cbs_t;
 
 /* Starts watching `key` (with opts->prefix or opts->range_end, a prefix or range). An

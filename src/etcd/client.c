@@ -328,7 +328,8 @@ static void conn_on_ready(etcdreg_grpc_channel_t *ch, void *data) {
   etcdreg_client_t *c = conn->client;
   conn->ready = 1;
   if (c->current != conn) return;
-  c->failures = 0;
+  /* The backoff is reset by the first call that succeeds, not by TCP: a member that
+   * accepts connections but cannot serve (no leader) must not be hammered. */
   etcdreg__log(c, ETCDREG_LOG_INFO, "connected to %s", c->endpoints[conn->endpoint_index].text);
   client_set_state(c, ETCDREG_STATE_READY, 0, "", c->endpoints[conn->endpoint_index].text);
 }
@@ -342,7 +343,7 @@ static void conn_on_unusable(etcdreg_grpc_channel_t *ch, int err, const char *wh
   const char *ep = c->endpoints[conn->endpoint_index].text;
   /* A connection that was up failed: reconnect after the initial backoff. One that
    * never came up: back off further. */
-  c->failures = conn->ready ? 1 : c->failures + 1;
+  c->failures++;
   uint64_t delay = backoff_delay(c);
   c->next_connect_at = uv_now(c->loop) + delay;
   c->endpoint_index = (conn->endpoint_index + 1) % c->endpoint_count;
@@ -359,10 +360,16 @@ int etcdreg__streams_wanted(const etcdreg_client_t *c) {
 void etcdreg__client_drop_connection(etcdreg_client_t *c, int err, const char *why) {
   if (!c->current) return;
   etcdreg_conn_t *conn = c->current;
-  /* Reported like any other failure (rotation, backoff), then closed. */
+  /* Reported like any other failure (rotation, backoff); calls already running on it
+   * finish there (a write in flight must not become "outcome unknown" for nothing). */
   conn_on_unusable(conn->channel, err, why, conn);
-  etcdreg_grpc_channel_close(conn->channel, ETCDREG_EUNAVAILABLE, why);
+  etcdreg_grpc_channel_retire(conn->channel);
+  /* Long-lived streams never finish by themselves: move them now. */
+  etcdreg__watch_restart(c, why);
+  etcdreg__keepalive_restart(c, why);
 }
+
+void etcdreg__client_note_success(etcdreg_client_t *c) { c->failures = 0; }
 
 uint64_t etcdreg__stream_backoff(etcdreg_client_t *c, int failures) {
   uint64_t d = c->backoff_initial_ms;

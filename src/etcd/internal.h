@@ -87,6 +87,7 @@ typedef struct etcdreg_watch_mgr {
 /* The client's one LeaseKeepAlive stream and its keepers (keepalive.c). */
 typedef struct etcdreg_keepalive_mgr {
   etcdreg_grpc_call_t *call;
+  int restarting;
   etcdreg_idmap_t by_id;
   struct etcdreg_keepalive *all;
   size_t count;
@@ -168,6 +169,8 @@ int etcdreg__streams_wanted(const etcdreg_client_t *c);
 /* Gives up the current connection (e.g. its member lost its leader): the next one goes
  * to the next endpoint. */
 void etcdreg__client_drop_connection(etcdreg_client_t *c, int err, const char *why);
+/* A call or stream message succeeded: the reconnect backoff starts over. */
+void etcdreg__client_note_success(etcdreg_client_t *c);
 /* Delay before reopening a stream after its `failures`-th failure. */
 uint64_t etcdreg__stream_backoff(etcdreg_client_t *c, int failures);
 
@@ -177,6 +180,8 @@ void etcdreg__watch_kick(etcdreg_client_t *c);
 void etcdreg__watch_close(etcdreg_client_t *c);          /* client closing: end all */
 void etcdreg__watch_fail_all(etcdreg_client_t *c, int status, const char *why);
 int etcdreg__watch_busy(const etcdreg_client_t *c);     /* timer entries still due */
+void etcdreg__watch_restart(etcdreg_client_t *c, const char *why);
+void etcdreg__keepalive_restart(etcdreg_client_t *c, const char *why);
 void etcdreg__keepalive_init(etcdreg_client_t *c);
 void etcdreg__keepalive_kick(etcdreg_client_t *c);
 void etcdreg__keepalive_close(etcdreg_client_t *c);

@@ -127,6 +127,7 @@ static int ka_on_message(etcdreg_grpc_call_t *call, const uint8_t *msg, size_t l
   etcdreg_keepalive_t *k = etcdreg_idmap_get(&m->by_id, r->id);
   if (k) {
     m->failures = 0;
+    etcdreg__client_note_success(c);
     if (r->ttl <= 0) {
       etcdreg__log(c, ETCDREG_LOG_WARN, "lease %lld lost: expired or revoked", (long long)k->id);
       ka_end(k, ETCDREG_ELEASELOST, "the lease expired or was revoked (the server answered TTL 0)");
@@ -148,6 +149,11 @@ static void ka_on_close(etcdreg_grpc_call_t *call, const etcdreg_grpc_status_t *
   etcdreg_keepalive_mgr_t *m = mgr_of(c);
   m->call = NULL;
   if (c->closing || m->count == 0) return;
+  if (m->restarting) {
+    m->restarting = 0;
+    etcdreg__keepalive_kick(c);
+    return;
+  }
   int status = st->local ? st->local : etcdreg__map_grpc_status(st->code, st->message);
   etcdreg__log(c, ETCDREG_LOG_WARN, "keepalive stream ended: %s (%s); resuming %zu leases",
                etcdreg_strerror(status), st->message, m->count);
@@ -227,6 +233,14 @@ void etcdreg_lease_keepalive_stop(etcdreg_keepalive_t *k) {
 }
 
 int64_t etcdreg_keepalive_lease_id(const etcdreg_keepalive_t *k) { return k ? k->id : 0; }
+
+/* The connection was retired: move the keepalives to a new stream now. */
+void etcdreg__keepalive_restart(etcdreg_client_t *c, const char *why) {
+  etcdreg_keepalive_mgr_t *m = mgr_of(c);
+  if (!m->call) return;
+  m->restarting = 1;
+  etcdreg_grpc_call_cancel(m->call, ETCDREG_ECANCELED, why);
+}
 
 void etcdreg__keepalive_fail_all(etcdreg_client_t *c, int status, const char *why) {
   etcdreg_keepalive_mgr_t *m = mgr_of(c);

@@ -159,7 +159,12 @@ static void request_on_close(etcdreg_grpc_call_t *call, const etcdreg_grpc_statu
       status = ETCDREG_EPROTO;
       message = "response carried no message";
     }
+    /* etcd answers UNAVAILABLE ("request timed out", "leader changed", ...) for writes
+     * that may still be committed: the outcome is not known. */
+    if (req->is_write && (status == ETCDREG_EUNAVAILABLE || status == ETCDREG_ENOLEADER))
+      status = ETCDREG_EOUTCOMEUNKNOWN;
   }
+  if (status == 0) etcdreg__client_note_success(c);
   if (status == 0 || c->closing || status == ETCDREG_ECANCELED) {
     request_complete(req, status, grpc_status, message);
     return;
@@ -189,9 +194,11 @@ static void request_on_close(etcdreg_grpc_call_t *call, const etcdreg_grpc_statu
   /* Unavailable (or no leader): retried when it provably never reached a server, or is a
    * read; on the next connection, which the client opens with backoff. */
   if ((status == ETCDREG_EUNAVAILABLE || status == ETCDREG_ENOLEADER) &&
-      (!st->sent || !req->is_write) && req->unavailable_attempts < c->max_retries &&
-      now < req->deadline_ms) {
-    req->unavailable_attempts++;
+      (!st->sent || !req->is_write) && now < req->deadline_ms &&
+      (req->unavailable_attempts < c->max_retries || (st->never_connected && c->max_retries > 0))) {
+    /* A dial that failed is the connection's problem, paced by the reconnect backoff:
+     * it does not use up the call's retries (only its deadline bounds the wait). */
+    if (!st->never_connected) req->unavailable_attempts++;
     remember_error(req, status, message);
     int rv = request_attempt(req);
     if (rv) request_complete(req, rv, -1, "could not start the retry");

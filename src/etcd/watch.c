@@ -241,6 +241,8 @@ static void deliver(etcdreg_watch_t *w, Etcdserverpb__WatchResponse **parts, siz
   etcdreg_arena_free(&a);
 }
 
+void etcdreg__watch_restart(etcdreg_client_t *c, const char *why);
+
 static void restart_stream(etcdreg_client_t *c, const char *why) {
   etcdreg_watch_mgr_t *m = mgr_of(c);
   if (!m->call) return;
@@ -278,6 +280,7 @@ static void handle_response(etcdreg_client_t *c, Etcdserverpb__WatchResponse *r,
     etcdreg_watch_t *w = etcdreg_idmap_get(&m->by_id, id);
     if (!w) return;
     m->failures = 0;
+    etcdreg__client_note_success(c);
     if (w->next_rev == 0) w->next_rev = header_rev + 1;
     if (!w->ready_fired) {
       w->ready_fired = 1;
@@ -292,7 +295,9 @@ static void handle_response(etcdreg_client_t *c, Etcdserverpb__WatchResponse *r,
     if (r->compact_revision) {
       watch_end(w, ETCDREG_ECOMPACTED, r->compact_revision, reason[0] ? reason : "required revision has been compacted");
     } else if (strstr(reason, "no leader")) {
-      /* This member lost its leader: resume on another one. */
+      /* This member lost its leader: tell the watchers, resume on another member. */
+      for (etcdreg_watch_t *x = m->all; x; x = x->next)
+        if (x->cbs.interrupted) x->cbs.interrupted(x, ETCDREG_ENOLEADER, reason, x->data);
       etcdreg__client_drop_connection(c, ETCDREG_ENOLEADER, reason);
     } else {
       watch_end(w, ETCDREG_ECANCELED, 0, reason[0] ? reason : "watch cancelled by the server");
@@ -360,6 +365,12 @@ static void watch_on_close(etcdreg_grpc_call_t *call, const etcdreg_grpc_status_
   }
   etcdreg__log(c, ETCDREG_LOG_WARN, "watch stream ended: %s (%s); resuming %zu watchers",
                etcdreg_strerror(status), st->message, m->count);
+  int told = status == ETCDREG_ENOLEADER ? ETCDREG_ENOLEADER : ETCDREG_EUNAVAILABLE;
+  etcdreg_watch_t *next;
+  for (etcdreg_watch_t *x = m->all; x; x = next) {
+    next = x->next;
+    if (x->cbs.interrupted) x->cbs.interrupted(x, told, st->message, x->data);
+  }
   if (status == ETCDREG_EINVALIDTOKEN) etcdreg__auth_invalidate(c, c->token_gen);
   if (status == ETCDREG_ENOLEADER) etcdreg__client_drop_connection(c, status, st->message);
   /* Reopen after a backoff; if the connection itself is gone, the reconnect comes first. */
@@ -468,6 +479,9 @@ void etcdreg_watch_cancel(etcdreg_watch_t *w) {
 }
 
 int64_t etcdreg_watch_next_revision(const etcdreg_watch_t *w) { return w ? w->next_rev : 0; }
+
+/* The connection was retired (its member lost its leader): move to a new stream now. */
+void etcdreg__watch_restart(etcdreg_client_t *c, const char *why) { restart_stream(c, why); }
 
 void etcdreg__watch_fail_all(etcdreg_client_t *c, int status, const char *why) {
   etcdreg_watch_mgr_t *m = mgr_of(c);

@@ -63,6 +63,7 @@ struct etcdreg_grpc_channel {
   int unusable_pending, unusable_fired, unusable_err;
   char unusable_why[192];
   int closing, teardown, open_handles;
+  int was_ready;
   uint64_t keepalive_interval, keepalive_timeout;
   uint64_t last_read_ms;
   etcdreg_timer_entry_t ping_timer;  /* next keepalive check */
@@ -148,6 +149,7 @@ static void call_fire(etcdreg_grpc_call_t *call) {
   st.local = call->final_local;
   st.message = call->final_message ? call->final_message : "";
   st.sent = call->headers_sent;
+  st.never_connected = !call->ch->was_ready;
   if (call->cbs.on_close) call->cbs.on_close(call, &st, call->data);
   call_free(call);
 }
@@ -513,6 +515,14 @@ static void ch_fail(etcdreg_grpc_channel_t *ch, int err, const char *why) {
   ch_schedule(ch);
 }
 
+void etcdreg_grpc_channel_retire(etcdreg_grpc_channel_t *ch) {
+  if (!ch || ch->closing || ch->state == CH_DEAD) return;
+  ch->unusable_fired = 1;
+  ch->unusable_pending = 0;
+  ch->state = CH_DRAINING; /* ch_process closes it once the last call is done */
+  ch_schedule(ch);
+}
+
 void etcdreg_grpc_channel_close(etcdreg_grpc_channel_t *ch, int err, const char *why) {
   if (!ch || ch->closing) return;
   ch->unusable_fired = 1; /* the owner asked: no unusable notification */
@@ -540,6 +550,7 @@ static void ch_on_connect(etcdreg_transport_t *t, int status, const char *detail
     return;
   }
   ch->state = CH_READY;
+  ch->was_ready = 1;
   ch->last_read_ms = uv_now(ch->loop);
   if (ch->cbs.on_ready) ch->cbs.on_ready(ch, ch->data);
   ch_schedule(ch);

@@ -42,6 +42,7 @@ typedef struct etcdreg_grpc_status {
   int local;           /* 0, or the ETCDREG_E... the client itself decided (deadline, cancel,
                           connection lost, too large, protocol error) */
   int sent;            /* nonzero when the request may have reached the server */
+  int never_connected; /* the connection failed before it was ever up */
 } etcdreg_grpc_status_t;
 
 typedef struct etcdreg_grpc_call_cbs {
@@ -90,6 +91,10 @@ int etcdreg_grpc_channel_new(uv_loop_t *loop, const etcdreg_transport_config_t *
 int etcdreg_grpc_channel_usable(const etcdreg_grpc_channel_t *ch);
 /* Nonzero once the connection is up. */
 int etcdreg_grpc_channel_ready(const etcdreg_grpc_channel_t *ch);
+
+/* Takes no new calls any more; calls already running finish normally, then the
+ * connection closes (on_unusable does not fire: the owner decided). */
+void etcdreg_grpc_channel_retire(etcdreg_grpc_channel_t *ch);
 
 /* Ends the channel: every open call completes with `err` (reason `why`), then the
  * connection is closed and on_closed fires. Idempotent. */

@@ -424,7 +424,7 @@ static void own_events(etcdreg_watch_t *w, int64_t rev, const etcdreg_watch_even
 
 static int own_watch_start(etcdreg_own_watch_t *o) {
   etcdreg_watch_opts_t wo = {.prefix = 1, .no_put = 1};
-  etcdreg_watch_cbs_t cbs = {NULL, own_events, own_ended};
+  etcdreg_watch_cbs_t cbs = {.ready = NULL, .events = own_events, .ended = own_ended};
   return etcdreg_watch_start(o->reg->client, o->prefix, strlen(o->prefix), &wo, &cbs, o, &o->watch);
 }
 

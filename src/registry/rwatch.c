@@ -274,7 +274,7 @@ static void on_uw_ended(etcdreg_watch_t *uw, int status, int64_t compact_rev, co
 }
 
 static int start_watches(etcdreg_registry_watch_t *w, int64_t from) {
-  etcdreg_watch_cbs_t cbs = {on_ready, on_events, on_uw_ended};
+  etcdreg_watch_cbs_t cbs = {.ready = on_ready, .events = on_events, .ended = on_uw_ended};
   etcdreg_watch_opts_t po = {.prefix = 1, .prev_kv = 1, .start_revision = from};
   int rv = etcdreg_watch_start(w->reg->client, w->prefix, strlen(w->prefix), &po, &cbs, w, &w->w_prefix);
   if (rv) return rv;

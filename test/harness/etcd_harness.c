@@ -372,9 +372,13 @@ static int th_spawn_etcd(th_etcd_t *e, int truncate_log) {
   argv[argc++] = "--initial-advertise-peer-urls";
   argv[argc++] = peer_url;
   argv[argc++] = "--initial-cluster";
-  argv[argc++] = cluster;
+  argv[argc++] = e->initial_cluster[0] ? e->initial_cluster : cluster;
   argv[argc++] = "--initial-cluster-state";
   argv[argc++] = "new";
+  if (e->cluster_token[0]) {
+    argv[argc++] = "--initial-cluster-token";
+    argv[argc++] = e->cluster_token;
+  }
   if (e->tls_dir[0]) {
     argv[argc++] = "--cert-file";
     argv[argc++] = e->tls_cert_file;
@@ -763,4 +767,347 @@ int th_etcdctl(const th_etcd_t *e, const char *const *args) {
   if (WIFEXITED(st)) return WEXITSTATUS(st);
   if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
   return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* clusters                                                            */
+/* ------------------------------------------------------------------ */
+
+#define TH_CLUSTER_STOP_GRACE_MS 2000
+
+/* GET <path> on 127.0.0.1:port (1 s socket timeouts).  Returns a malloc'd, NUL-terminated
+ * body of a 200 answer (caller frees), or NULL. */
+static char *th_http_get(int port, const char *path) {
+  int fd = th_connect_loopback(port, 1000);
+  if (fd < 0) return NULL;
+  char req[256];
+  int n = snprintf(req, sizeof req,
+                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   "Accept: */*\r\nConnection: close\r\n\r\n",
+                   path, port);
+  char *buf = NULL;
+  size_t got = 0, cap = 0;
+  int ok = 0;
+  if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+    for (;;) {
+      if (cap - got < 4096) {
+        if (cap >= (8u << 20)) break; /* far more than /metrics ever is */
+        size_t ncap = cap ? cap * 2 : 65536;
+        char *nb = realloc(buf, ncap);
+        if (nb == NULL) break;
+        buf = nb;
+        cap = ncap;
+      }
+      ssize_t r = recv(fd, buf + got, cap - got - 1, 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        ok = r == 0;
+        break;
+      }
+      got += (size_t)r;
+    }
+  }
+  close(fd);
+  if (!ok || buf == NULL) {
+    free(buf);
+    return NULL;
+  }
+  buf[got] = '\0';
+  const char *body = strstr(buf, "\r\n\r\n");
+  if (strncmp(buf, "HTTP/1.1 200", 12) != 0 || body == NULL) {
+    free(buf);
+    return NULL;
+  }
+  return buf; /* headers included; callers search for lines */
+}
+
+/* The value of an unlabelled gauge `name` in a /metrics answer: 0/1..., or -1. */
+static int th_metric_int(const char *metrics, const char *name) {
+  size_t l = strlen(name);
+  for (const char *p = metrics; (p = strstr(p, name)) != NULL; p += l) {
+    if ((p == metrics || p[-1] == '\n') && p[l] == ' ') return atoi(p + l + 1);
+  }
+  return -1;
+}
+
+static int th_member_up(const th_cluster_t *c, int i) {
+  return c->m[i].pid > 0 && !c->stopped[i];
+}
+
+static int th_member_metric(const th_cluster_t *c, int i, const char *name) {
+  if (i < 0 || i >= c->n || !th_member_up(c, i)) return -1;
+  char *m = th_http_get(c->m[i].client_port, "/metrics");
+  if (m == NULL) return -1;
+  int v = th_metric_int(m, name);
+  free(m);
+  return v;
+}
+
+int th_cluster_leader(const th_cluster_t *c) {
+  for (int i = 0; i < c->n; i++)
+    if (th_member_metric(c, i, "etcd_server_is_leader") == 1) return i;
+  return -1;
+}
+
+int th_cluster_member_has_leader(const th_cluster_t *c, int i) {
+  int v = th_member_metric(c, i, "etcd_server_has_leader");
+  return v < 0 ? -1 : v != 0;
+}
+
+int th_cluster_index_of(const th_cluster_t *c, const char *endpoint) {
+  if (endpoint == NULL) return -1;
+  if (strncmp(endpoint, "http://", 7) == 0) endpoint += 7;
+  for (int i = 0; i < c->n; i++)
+    if (strcmp(c->m[i].endpoint, endpoint) == 0) return i;
+  return -1;
+}
+
+void th_cluster_print_logs(const th_cluster_t *c, size_t max_bytes) {
+  for (int i = 0; i < c->n; i++) th_etcd_print_log_tail(&c->m[i], max_bytes);
+}
+
+int th_cluster_wait_healthy(th_cluster_t *c, long timeout_ms) {
+  long long deadline = th_now_ms() + timeout_ms;
+  for (;;) {
+    int ok = 1;
+    for (int i = 0; i < c->n && ok; i++)
+      if (th_member_up(c, i) && th_health_ok(c->m[i].client_port) != 0) ok = 0;
+    if (ok && th_cluster_leader(c) >= 0) return 0;
+    if (th_now_ms() >= deadline) {
+      th_msg("cluster not healthy after %ld ms", timeout_ms);
+      return -1;
+    }
+    th_sleep_ms(50);
+  }
+}
+
+static void th_cluster_kill_all(th_cluster_t *c) {
+  for (int i = 0; i < c->n; i++) {
+    th_kill_and_reap(&c->m[i]);
+    c->stopped[i] = 0;
+  }
+}
+
+static void th_cluster_remove_dirs(th_cluster_t *c) {
+  for (int i = 0; i < c->n; i++) th_remove_dirs(&c->m[i]);
+}
+
+/* 2n distinct free ports into ports[]; 0 or -1. */
+static int th_distinct_ports(int *ports, int count) {
+  for (int k = 0; k < count; k++) {
+    int tries = 0, dup;
+    do {
+      ports[k] = th_free_port();
+      if (ports[k] <= 0) return -1;
+      dup = 0;
+      for (int j = 0; j < k; j++)
+        if (ports[j] == ports[k]) dup = 1;
+    } while (dup && ++tries < 100);
+    if (dup) return -1;
+  }
+  return 0;
+}
+
+int th_cluster_start(th_cluster_t *c, int n, const char *const *extra_args) {
+  static int counter;
+  static const char *const fast[] = {"--heartbeat-interval", "100", "--election-timeout", "1000",
+                                     "--grpc-keepalive-min-time", "500ms", NULL};
+  memset(c, 0, sizeof *c);
+  if (n < 1 || n > TH_CLUSTER_MAX) {
+    th_msg("th_cluster_start: n must be 1..%d", TH_CLUSTER_MAX);
+    return -1;
+  }
+  int id = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+
+  /* The flags every member gets: the fast settings, then the caller's. */
+  char args_buf[sizeof c->m[0].extra_args_buf];
+  size_t off = 0;
+  int nargs = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    const char *const *list = pass == 0 ? fast : extra_args;
+    for (int i = 0; list != NULL && list[i] != NULL; i++) {
+      size_t l = strlen(list[i]) + 1;
+      if (nargs >= TH_MAX_EXTRA_ARGS || off + l > sizeof args_buf) {
+        th_msg("too many/too long extra etcd args");
+        return -1;
+      }
+      memcpy(args_buf + off, list[i], l);
+      off += l;
+      nargs++;
+    }
+  }
+
+  for (int attempt = 1; attempt <= TH_START_ATTEMPTS; attempt++) {
+    memset(c, 0, sizeof *c);
+    c->n = n;
+    int ports[2 * TH_CLUSTER_MAX];
+    if (th_distinct_ports(ports, 2 * n) != 0) {
+      th_msg("cannot get free loopback ports: %s", strerror(errno));
+      return -1;
+    }
+    char initial[sizeof c->m[0].initial_cluster];
+    size_t ioff = 0;
+    initial[0] = '\0';
+    for (int i = 0; i < n; i++) {
+      th_etcd_t *e = &c->m[i];
+      e->client_port = ports[2 * i];
+      e->peer_port = ports[2 * i + 1];
+      snprintf(e->name, sizeof e->name, "tc%ld-%d-m%d", (long)getpid(), id, i);
+      snprintf(e->endpoint, sizeof e->endpoint, "127.0.0.1:%d", e->client_port);
+      snprintf(e->cluster_token, sizeof e->cluster_token, "etcdreg-test-%ld-%d-%d", (long)getpid(), id, attempt);
+      memcpy(e->extra_args_buf, args_buf, off);
+      e->n_extra_args = nargs;
+      int w = snprintf(initial + ioff, sizeof initial - ioff, "%s%s=http://127.0.0.1:%d", i ? "," : "", e->name,
+                       e->peer_port);
+      if (w < 0 || (size_t)w >= sizeof initial - ioff) {
+        th_msg("initial cluster list too long");
+        return -1;
+      }
+      ioff += (size_t)w;
+      c->endpoints[i] = e->endpoint;
+    }
+    c->endpoints[n] = NULL;
+    int failed = 0;
+    for (int i = 0; i < n && !failed; i++) {
+      th_etcd_t *e = &c->m[i];
+      memcpy(e->initial_cluster, initial, ioff + 1);
+      if (th_make_dirs(e) != 0 || th_spawn_etcd(e, 1) != 0) failed = 1;
+    }
+    if (failed) {
+      th_cluster_kill_all(c);
+      th_cluster_remove_dirs(c);
+      return -1;
+    }
+    /* Members only become healthy together (a leader needs a quorum): wait for each in
+     * turn within one overall deadline. */
+    long long deadline = th_now_ms() + TH_READY_TIMEOUT_MS;
+    int port_race = 0, bad = -1, why = TH_READY;
+    for (int i = 0; i < n; i++) {
+      long left = (long)(deadline - th_now_ms());
+      int r = th_wait_ready(&c->m[i], left > 0 ? left : 1);
+      if (r == TH_READY) continue;
+      bad = i;
+      why = r;
+      port_race = r == TH_NOT_OURS;
+      for (int j = 0; j < n; j++)
+        if (th_log_contains(&c->m[j], "address already in use")) port_race = 1;
+      break;
+    }
+    if (bad < 0 && th_cluster_wait_healthy(c, (long)(deadline - th_now_ms()) + 5000) == 0) return 0;
+    if (port_race && attempt < TH_START_ATTEMPTS) {
+      th_msg("port race starting the cluster (attempt %d), retrying with new ports", attempt);
+      th_cluster_kill_all(c);
+      th_cluster_remove_dirs(c);
+      continue;
+    }
+    th_msg("cluster failed to become ready (member %d: %s)", bad,
+           bad < 0 ? "no leader" : why == TH_TIMEOUT ? "timeout" : why == TH_DIED ? "process died" : "port owned by another process");
+    th_cluster_print_logs(c, TH_LOG_TAIL_BYTES);
+    th_cluster_stop(c);
+    return -1;
+  }
+  return -1;
+}
+
+int th_cluster_kill(th_cluster_t *c, int i, int sig) {
+  if (i < 0 || i >= c->n) return -1;
+  if (sig == SIGCONT && c->m[i].pid > 0) {
+    if (kill(c->m[i].pid, SIGCONT) != 0) return -1;
+    c->stopped[i] = 0;
+    return 0;
+  }
+  int rv = th_etcd_kill(&c->m[i], sig);
+  if (rv == 0 && sig == SIGSTOP) c->stopped[i] = 1;
+  if (c->m[i].pid == 0) c->stopped[i] = 0;
+  return rv;
+}
+
+/* Spawn member i again (same ports, data dir, flags) and wait until it listens on its
+ * client port. */
+static int th_cluster_respawn(th_cluster_t *c, int i) {
+  th_etcd_t *e = &c->m[i];
+  if (e->pid > 0) {
+    th_msg("th_cluster_restart: member %d still running (pid %ld); kill it first", i, (long)e->pid);
+    return -1;
+  }
+  if (e->data_dir[0] == '\0' || e->client_port <= 0) {
+    th_msg("th_cluster_restart: member %d not started (or already stopped)", i);
+    return -1;
+  }
+  for (int attempt = 1;; attempt++) {
+    th_log_note(e, "restart");
+    if (th_spawn_etcd(e, 0) != 0) return -1;
+    c->stopped[i] = 0;
+    long long deadline = th_now_ms() + TH_READY_TIMEOUT_MS;
+    for (;;) {
+      int st = 0;
+      pid_t r = waitpid(e->pid, &st, WNOHANG);
+      if (r == e->pid || (r < 0 && errno == ECHILD)) {
+        e->pid = 0;
+        break;
+      }
+      int mine = th_pid_listens_on(e->pid, e->client_port);
+      if (mine == 1) return 0;
+      if (mine < 0) { /* cannot read /proc: a TCP connect has to do */
+        int fd = th_connect_loopback(e->client_port, 1000);
+        if (fd >= 0) {
+          close(fd);
+          return 0;
+        }
+      }
+      if (th_now_ms() >= deadline) {
+        th_msg("member %d did not listen on %s in time", i, e->endpoint);
+        th_etcd_print_log_tail(e, TH_LOG_TAIL_BYTES);
+        th_kill_and_reap(e);
+        return -1;
+      }
+      th_sleep_ms(20);
+    }
+    /* It died. */
+    if (attempt < TH_RESTART_BIND_RETRIES && th_log_contains(e, "address already in use")) {
+      th_sleep_ms(200);
+      continue;
+    }
+    th_msg("member %d died on restart", i);
+    th_etcd_print_log_tail(e, TH_LOG_TAIL_BYTES);
+    return -1;
+  }
+}
+
+int th_cluster_restart(th_cluster_t *c, int i) {
+  if (i < 0 || i >= c->n) return -1;
+  if (th_cluster_respawn(c, i) != 0) return -1;
+  int up = 0;
+  for (int j = 0; j < c->n; j++) up += th_member_up(c, j);
+  if (up < c->n / 2 + 1) return 0;
+  return th_cluster_wait_healthy(c, TH_READY_TIMEOUT_MS);
+}
+
+int th_cluster_restart_all(th_cluster_t *c) {
+  for (int i = 0; i < c->n; i++)
+    if (c->m[i].pid <= 0 && th_cluster_respawn(c, i) != 0) return -1;
+  return th_cluster_wait_healthy(c, TH_READY_TIMEOUT_MS);
+}
+
+void th_cluster_stop(th_cluster_t *c) {
+  if (c == NULL) return;
+  for (int i = 0; i < c->n && i < TH_CLUSTER_MAX; i++) {
+    if (c->m[i].pid <= 0) continue;
+    if (kill(c->m[i].pid, SIGTERM) == 0) kill(c->m[i].pid, SIGCONT);
+  }
+  long long deadline = th_now_ms() + TH_CLUSTER_STOP_GRACE_MS;
+  for (int i = 0; i < c->n && i < TH_CLUSTER_MAX; i++) {
+    th_etcd_t *e = &c->m[i];
+    if (e->pid <= 0) continue;
+    long left = (long)(deadline - th_now_ms());
+    if (th_wait_exit(e->pid, left > 0 ? left : 0, NULL) != 0) {
+      kill(e->pid, SIGKILL);
+      th_wait_exit(e->pid, -1, NULL);
+    }
+    e->pid = 0;
+  }
+  for (int i = 0; i < c->n && i < TH_CLUSTER_MAX; i++) {
+    th_etcd_stop(&c->m[i]); /* not running any more: removes the dir and log */
+    c->stopped[i] = 0;
+  }
 }

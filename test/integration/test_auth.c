@@ -174,7 +174,7 @@ static void test_watch_survives_token_expiry(void **state) {
   etcdreg_client_t *wc = itest_client(&loop, ep, as_user);
   etcdreg_client_t *writer = client_as(&loop, "alice", "alicepw");
   alive_t a = {0};
-  etcdreg_watch_cbs_t cbs = {aw_ready, aw_events, aw_ended};
+  etcdreg_watch_cbs_t cbs = {.ready = aw_ready, .events = aw_events, .ended = aw_ended};
   etcdreg_watch_opts_t o = {.prefix = 1};
   assert_int_equal(etcdreg_watch_start(wc, "/app/live/", 10, &o, &cbs, &a, NULL), 0);
   itest_run_until(&loop, &a.ready, 15000);

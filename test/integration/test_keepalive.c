@@ -245,7 +245,7 @@ static void test_close_ends_everything_once(void **state) {
   uv_loop_init(&loop);
   etcdreg_client_t *c = itest_client(&loop, g_etcd.endpoint, NULL);
   end_count_t we[20] = {{0}}, ke[5] = {{0}};
-  etcdreg_watch_cbs_t wcbs = {NULL, NULL, count_w_ended};
+  etcdreg_watch_cbs_t wcbs = {.ready = NULL, .events = NULL, .ended = count_w_ended};
   etcdreg_keepalive_cbs_t kcbs = {NULL, count_ka_ended};
   for (int i = 0; i < 20; i++) {
     etcdreg_watch_opts_t o = {.prefix = 1};

@@ -82,7 +82,7 @@ static void on_ended(etcdreg_watch_t *w, int status, int64_t compact_rev, const 
   snprintf(l->reason, sizeof(l->reason), "%s", reason);
 }
 
-static const etcdreg_watch_cbs_t log_cbs = {on_ready, on_events, on_ended};
+static const etcdreg_watch_cbs_t log_cbs = {.ready = on_ready, .events = on_events, .ended = on_ended};
 
 typedef struct {
   uv_loop_t loop;
@@ -282,7 +282,7 @@ static void test_10000_watches_one_stream(void **state) {
   fx_t *f = *state;
   enum { N = 10000 };
   many_w_t *ws = calloc(N, sizeof(*ws));
-  etcdreg_watch_cbs_t cbs = {m_ready_count, m_events, m_ended};
+  etcdreg_watch_cbs_t cbs = {.ready = m_ready_count, .events = m_events, .ended = m_ended};
   g_ready_total = g_events_total = 0;
   for (int i = 0; i < N; i++) {
     snprintf(ws[i].key, sizeof(ws[i].key), "/w/many/%05d", i);
