@@ -199,6 +199,30 @@ void etcdreg__request_free(etcdreg_request_t *req);
  * it and no callback fires. */
 int etcdreg__request_start(etcdreg_client_t *c, etcdreg_request_t *req, const char *path,
                            const ProtobufCMessage *msg, uint64_t timeout_ms);
+/* new + start in one: 0 and *req_out (may be NULL), or an error (nothing fires). */
+int etcdreg__submit(etcdreg_client_t *c, etcdreg_req_kind_t kind, int is_write, const char *path,
+                    const ProtobufCMessage *msg, const ProtobufCMessageDescriptor *resp_desc,
+                    etcdreg_req_dispatch_fn dispatch, void (*cb)(void), void *data, uint64_t timeout_ms,
+                    etcdreg_request_t **req_out);
+
+/* Defines NAME, a dispatch function: converts the decoded PB_T response into a RES_T on an
+ * arena with CONVERT, calls the user's CB_T with it, frees the arena. */
+#define ETCDREG_DEFINE_DISPATCH(NAME, CB_T, RES_T, PB_T, CONVERT)                              \
+  static void NAME(etcdreg_request_t *req, int status, const ProtobufCMessage *resp) {         \
+    CB_T cb = (CB_T)req->user_cb;                                                             \
+    if (status || !resp) {                                                                    \
+      cb(req, status ? status : ETCDREG_EPROTO, NULL, req->data);                             \
+      return;                                                                                 \
+    }                                                                                         \
+    etcdreg_arena_t a;                                                                        \
+    etcdreg_arena_init(&a);                                                                   \
+    RES_T res;                                                                                \
+    int rv = CONVERT(&a, &res, (const PB_T *)resp);                                           \
+    if (rv) cb(req, rv, NULL, req->data);                                                     \
+    else cb(req, 0, &res, req->data);                                                         \
+    etcdreg_arena_free(&a);                                                                   \
+  }
+
 /* Tries every parked request again (a connection came up, a token arrived). */
 void etcdreg__client_kick(etcdreg_client_t *c);
 /* Completes every parked request that needs a token with `status` (auth failed). */

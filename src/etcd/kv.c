@@ -323,22 +323,6 @@ static int txn_from_pb(etcdreg_arena_t *a, etcdreg_txn_result_t *r, const Etcdse
 
 /* ---- dispatch: decoded response -> the user's callback ---- */
 
-#define DEFINE_DISPATCH(NAME, CB_T, RES_T, PB_T, CONVERT)                                     \
-  static void NAME(etcdreg_request_t *req, int status, const ProtobufCMessage *resp) {         \
-    CB_T cb = (CB_T)req->user_cb;                                                             \
-    if (status || !resp) {                                                                    \
-      cb(req, status ? status : ETCDREG_EPROTO, NULL, req->data);                             \
-      return;                                                                                 \
-    }                                                                                         \
-    etcdreg_arena_t a;                                                                        \
-    etcdreg_arena_init(&a);                                                                   \
-    RES_T res;                                                                                \
-    int rv = CONVERT(&a, &res, (const PB_T *)resp);                                           \
-    if (rv) cb(req, rv, NULL, req->data);                                                     \
-    else cb(req, 0, &res, req->data);                                                         \
-    etcdreg_arena_free(&a);                                                                   \
-  }
-
 static int compact_from_pb(etcdreg_arena_t *a, etcdreg_compact_result_t *r,
                            const Etcdserverpb__CompactionResponse *m) {
   (void)a;
@@ -346,28 +330,14 @@ static int compact_from_pb(etcdreg_arena_t *a, etcdreg_compact_result_t *r,
   return 0;
 }
 
-DEFINE_DISPATCH(dispatch_range, etcdreg_range_cb, etcdreg_range_result_t, Etcdserverpb__RangeResponse, range_from_pb)
-DEFINE_DISPATCH(dispatch_put, etcdreg_put_cb, etcdreg_put_result_t, Etcdserverpb__PutResponse, put_from_pb)
-DEFINE_DISPATCH(dispatch_delete, etcdreg_delete_cb, etcdreg_delete_result_t, Etcdserverpb__DeleteRangeResponse, delete_from_pb)
-DEFINE_DISPATCH(dispatch_txn, etcdreg_txn_cb, etcdreg_txn_result_t, Etcdserverpb__TxnResponse, txn_from_pb)
-DEFINE_DISPATCH(dispatch_compact, etcdreg_compact_cb, etcdreg_compact_result_t, Etcdserverpb__CompactionResponse, compact_from_pb)
+ETCDREG_DEFINE_DISPATCH(dispatch_range, etcdreg_range_cb, etcdreg_range_result_t, Etcdserverpb__RangeResponse, range_from_pb)
+ETCDREG_DEFINE_DISPATCH(dispatch_put, etcdreg_put_cb, etcdreg_put_result_t, Etcdserverpb__PutResponse, put_from_pb)
+ETCDREG_DEFINE_DISPATCH(dispatch_delete, etcdreg_delete_cb, etcdreg_delete_result_t, Etcdserverpb__DeleteRangeResponse, delete_from_pb)
+ETCDREG_DEFINE_DISPATCH(dispatch_txn, etcdreg_txn_cb, etcdreg_txn_result_t, Etcdserverpb__TxnResponse, txn_from_pb)
+ETCDREG_DEFINE_DISPATCH(dispatch_compact, etcdreg_compact_cb, etcdreg_compact_result_t, Etcdserverpb__CompactionResponse, compact_from_pb)
 
 /* ---- public calls ---- */
 
-static int submit(etcdreg_client_t *c, etcdreg_req_kind_t kind, int is_write, const char *path,
-                  const ProtobufCMessage *msg, const ProtobufCMessageDescriptor *resp_desc,
-                  etcdreg_req_dispatch_fn dispatch, void (*cb)(void), void *data,
-                  uint64_t timeout_ms, etcdreg_request_t **req_out) {
-  etcdreg_request_t *req = etcdreg__request_new(c, kind, is_write, resp_desc, dispatch, cb, data);
-  if (!req) return ETCDREG_ENOMEM;
-  int rv = etcdreg__request_start(c, req, path, msg, timeout_ms);
-  if (rv) {
-    etcdreg__request_free(req);
-    return rv;
-  }
-  if (req_out) *req_out = req;
-  return 0;
-}
 
 int etcdreg_range(etcdreg_client_t *c, const void *key, size_t key_len,
                   const etcdreg_range_opts_t *opts, etcdreg_range_cb cb, void *data,
@@ -379,7 +349,7 @@ int etcdreg_range(etcdreg_client_t *c, const void *key, size_t key_len,
   Etcdserverpb__RangeRequest r;
   int rv = build_range(&a, &r, key, key_len, opts);
   if (!rv)
-    rv = submit(c, REQ_RANGE, 0, "/etcdserverpb.KV/Range", &r.base,
+    rv = etcdreg__submit(c, REQ_RANGE, 0, "/etcdserverpb.KV/Range", &r.base,
                 &etcdserverpb__range_response__descriptor, dispatch_range, (void (*)(void))cb, data,
                 opts ? opts->timeout_ms : 0, req_out);
   etcdreg_arena_free(&a);
@@ -394,7 +364,7 @@ int etcdreg_put(etcdreg_client_t *c, const void *key, size_t key_len, const void
   Etcdserverpb__PutRequest r;
   int rv = build_put(&r, key, key_len, value, value_len, opts);
   if (rv) return rv;
-  return submit(c, REQ_PUT, 1, "/etcdserverpb.KV/Put", &r.base, &etcdserverpb__put_response__descriptor,
+  return etcdreg__submit(c, REQ_PUT, 1, "/etcdserverpb.KV/Put", &r.base, &etcdserverpb__put_response__descriptor,
                 dispatch_put, (void (*)(void))cb, data, opts ? opts->timeout_ms : 0, req_out);
 }
 
@@ -408,7 +378,7 @@ int etcdreg_delete(etcdreg_client_t *c, const void *key, size_t key_len,
   Etcdserverpb__DeleteRangeRequest r;
   int rv = build_delete(&a, &r, key, key_len, opts);
   if (!rv)
-    rv = submit(c, REQ_DELETE, 1, "/etcdserverpb.KV/DeleteRange", &r.base,
+    rv = etcdreg__submit(c, REQ_DELETE, 1, "/etcdserverpb.KV/DeleteRange", &r.base,
                 &etcdserverpb__delete_range_response__descriptor, dispatch_delete,
                 (void (*)(void))cb, data, opts ? opts->timeout_ms : 0, req_out);
   etcdreg_arena_free(&a);
@@ -424,7 +394,7 @@ int etcdreg_txn(etcdreg_client_t *c, const etcdreg_txn_t *txn, etcdreg_txn_cb cb
   Etcdserverpb__TxnRequest r;
   int rv = build_txn(&a, &r, txn, 0);
   if (!rv)
-    rv = submit(c, REQ_TXN, 1, "/etcdserverpb.KV/Txn", &r.base, &etcdserverpb__txn_response__descriptor,
+    rv = etcdreg__submit(c, REQ_TXN, 1, "/etcdserverpb.KV/Txn", &r.base, &etcdserverpb__txn_response__descriptor,
                 dispatch_txn, (void (*)(void))cb, data, txn->timeout_ms, req_out);
   etcdreg_arena_free(&a);
   return rv;
@@ -438,7 +408,7 @@ int etcdreg_compact(etcdreg_client_t *c, int64_t revision, int physical, uint64_
   etcdserverpb__compaction_request__init(&r);
   r.revision = revision;
   r.physical = physical != 0;
-  return submit(c, REQ_COMPACT, 1, "/etcdserverpb.KV/Compact", &r.base,
+  return etcdreg__submit(c, REQ_COMPACT, 1, "/etcdserverpb.KV/Compact", &r.base,
                 &etcdserverpb__compaction_response__descriptor, dispatch_compact,
                 (void (*)(void))cb, data, timeout_ms, req_out);
 }

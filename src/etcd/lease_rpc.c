@@ -73,47 +73,17 @@ static int list_from_pb(etcdreg_arena_t *a, etcdreg_lease_list_result_t *r,
 
 /* ---- dispatch: decoded response -> the user's callback ---- */
 
-#define DEFINE_DISPATCH(NAME, CB_T, RES_T, PB_T, CONVERT)                                     \
-  static void NAME(etcdreg_request_t *req, int status, const ProtobufCMessage *resp) {         \
-    CB_T cb = (CB_T)req->user_cb;                                                             \
-    if (status || !resp) {                                                                    \
-      cb(req, status ? status : ETCDREG_EPROTO, NULL, req->data);                             \
-      return;                                                                                 \
-    }                                                                                         \
-    etcdreg_arena_t a;                                                                        \
-    etcdreg_arena_init(&a);                                                                   \
-    RES_T res;                                                                                \
-    int rv = CONVERT(&a, &res, (const PB_T *)resp);                                           \
-    if (rv) cb(req, rv, NULL, req->data);                                                     \
-    else cb(req, 0, &res, req->data);                                                         \
-    etcdreg_arena_free(&a);                                                                   \
-  }
-
-DEFINE_DISPATCH(dispatch_grant, etcdreg_lease_grant_cb, etcdreg_lease_grant_result_t,
+ETCDREG_DEFINE_DISPATCH(dispatch_grant, etcdreg_lease_grant_cb, etcdreg_lease_grant_result_t,
                 Etcdserverpb__LeaseGrantResponse, grant_from_pb)
-DEFINE_DISPATCH(dispatch_revoke, etcdreg_lease_revoke_cb, etcdreg_lease_revoke_result_t,
+ETCDREG_DEFINE_DISPATCH(dispatch_revoke, etcdreg_lease_revoke_cb, etcdreg_lease_revoke_result_t,
                 Etcdserverpb__LeaseRevokeResponse, revoke_from_pb)
-DEFINE_DISPATCH(dispatch_ttl, etcdreg_lease_ttl_cb, etcdreg_lease_ttl_result_t,
+ETCDREG_DEFINE_DISPATCH(dispatch_ttl, etcdreg_lease_ttl_cb, etcdreg_lease_ttl_result_t,
                 Etcdserverpb__LeaseTimeToLiveResponse, ttl_from_pb)
-DEFINE_DISPATCH(dispatch_list, etcdreg_lease_list_cb, etcdreg_lease_list_result_t,
+ETCDREG_DEFINE_DISPATCH(dispatch_list, etcdreg_lease_list_cb, etcdreg_lease_list_result_t,
                 Etcdserverpb__LeaseLeasesResponse, list_from_pb)
 
 /* ---- public calls ---- */
 
-static int submit(etcdreg_client_t *c, etcdreg_req_kind_t kind, int is_write, const char *path,
-                  const ProtobufCMessage *msg, const ProtobufCMessageDescriptor *resp_desc,
-                  etcdreg_req_dispatch_fn dispatch, void (*cb)(void), void *data,
-                  uint64_t timeout_ms, etcdreg_request_t **req_out) {
-  etcdreg_request_t *req = etcdreg__request_new(c, kind, is_write, resp_desc, dispatch, cb, data);
-  if (!req) return ETCDREG_ENOMEM;
-  int rv = etcdreg__request_start(c, req, path, msg, timeout_ms);
-  if (rv) {
-    etcdreg__request_free(req);
-    return rv;
-  }
-  if (req_out) *req_out = req;
-  return 0;
-}
 
 int etcdreg_lease_grant(etcdreg_client_t *c, int64_t ttl_s, int64_t id, uint64_t timeout_ms,
                         etcdreg_lease_grant_cb cb, void *data, etcdreg_request_t **req_out) {
@@ -123,7 +93,7 @@ int etcdreg_lease_grant(etcdreg_client_t *c, int64_t ttl_s, int64_t id, uint64_t
   etcdserverpb__lease_grant_request__init(&r);
   r.ttl = ttl_s;
   r.id = id;
-  return submit(c, REQ_PUT, 1, "/etcdserverpb.Lease/LeaseGrant", &r.base,
+  return etcdreg__submit(c, REQ_PUT, 1, "/etcdserverpb.Lease/LeaseGrant", &r.base,
                 &etcdserverpb__lease_grant_response__descriptor, dispatch_grant,
                 (void (*)(void))cb, data, timeout_ms, req_out);
 }
@@ -135,7 +105,7 @@ int etcdreg_lease_revoke(etcdreg_client_t *c, int64_t id, uint64_t timeout_ms,
   Etcdserverpb__LeaseRevokeRequest r;
   etcdserverpb__lease_revoke_request__init(&r);
   r.id = id;
-  return submit(c, REQ_RANGE, 0, "/etcdserverpb.Lease/LeaseRevoke", &r.base,
+  return etcdreg__submit(c, REQ_RANGE, 0, "/etcdserverpb.Lease/LeaseRevoke", &r.base,
                 &etcdserverpb__lease_revoke_response__descriptor, dispatch_revoke,
                 (void (*)(void))cb, data, timeout_ms, req_out);
 }
@@ -148,7 +118,7 @@ int etcdreg_lease_time_to_live(etcdreg_client_t *c, int64_t id, int keys, uint64
   etcdserverpb__lease_time_to_live_request__init(&r);
   r.id = id;
   r.keys = keys != 0;
-  return submit(c, REQ_RANGE, 0, "/etcdserverpb.Lease/LeaseTimeToLive", &r.base,
+  return etcdreg__submit(c, REQ_RANGE, 0, "/etcdserverpb.Lease/LeaseTimeToLive", &r.base,
                 &etcdserverpb__lease_time_to_live_response__descriptor, dispatch_ttl,
                 (void (*)(void))cb, data, timeout_ms, req_out);
 }
@@ -159,7 +129,7 @@ int etcdreg_lease_list(etcdreg_client_t *c, uint64_t timeout_ms, etcdreg_lease_l
   if (c->closing) return ETCDREG_ECLOSED;
   Etcdserverpb__LeaseLeasesRequest r;
   etcdserverpb__lease_leases_request__init(&r);
-  return submit(c, REQ_RANGE, 0, "/etcdserverpb.Lease/LeaseLeases", &r.base,
+  return etcdreg__submit(c, REQ_RANGE, 0, "/etcdserverpb.Lease/LeaseLeases", &r.base,
                 &etcdserverpb__lease_leases_response__descriptor, dispatch_list,
                 (void (*)(void))cb, data, timeout_ms, req_out);
 }

@@ -269,6 +269,21 @@ int etcdreg__request_start(etcdreg_client_t *c, etcdreg_request_t *req, const ch
   return 0;
 }
 
+int etcdreg__submit(etcdreg_client_t *c, etcdreg_req_kind_t kind, int is_write, const char *path,
+                    const ProtobufCMessage *msg, const ProtobufCMessageDescriptor *resp_desc,
+                    etcdreg_req_dispatch_fn dispatch, void (*cb)(void), void *data, uint64_t timeout_ms,
+                    etcdreg_request_t **req_out) {
+  etcdreg_request_t *req = etcdreg__request_new(c, kind, is_write, resp_desc, dispatch, cb, data);
+  if (!req) return ETCDREG_ENOMEM;
+  int rv = etcdreg__request_start(c, req, path, msg, timeout_ms);
+  if (rv) {
+    etcdreg__request_free(req);
+    return rv;
+  }
+  if (req_out) *req_out = req;
+  return 0;
+}
+
 void etcdreg__client_kick(etcdreg_client_t *c) {
   /* Each request parked now is tried once; those that park again go to the back. */
   size_t budget = c->parked_count;
