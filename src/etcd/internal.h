@@ -244,5 +244,7 @@ int etcdreg__endpoint_parse(const char *s, etcdreg_endpoint_t *ep, char *why, si
 void etcdreg__endpoint_free(etcdreg_endpoint_t *ep);
 
 void etcdreg__header_from_pb(etcdreg_header_t *out, const Etcdserverpb__ResponseHeader *h);
+/* A decoded key-value as the public struct (borrowing its bytes). */
+void etcdreg__kv_from_pb(etcdreg_kv_t *out, const Mvccpb__KeyValue *kv);
 
 #endif

@@ -230,23 +230,13 @@ static int build_txn(etcdreg_arena_t *a, Etcdserverpb__TxnRequest *r, const etcd
 
 /* ---- results ---- */
 
-static void kv_from_pb(etcdreg_kv_t *out, const Mvccpb__KeyValue *kv) {
-  out->key = kv->key.data;
-  out->key_len = kv->key.len;
-  out->value = kv->value.data ? kv->value.data : (const uint8_t *)"";
-  out->value_len = kv->value.len;
-  out->create_revision = kv->create_revision;
-  out->mod_revision = kv->mod_revision;
-  out->version = kv->version;
-  out->lease = kv->lease;
-}
 
 static int kvs_from_pb(etcdreg_arena_t *a, Mvccpb__KeyValue **kvs, size_t n, const etcdreg_kv_t **out) {
   *out = NULL;
   if (n == 0) return 0;
   etcdreg_kv_t *arr = ETCDREG_ARENA_NEW(a, etcdreg_kv_t, n);
   if (!arr) return ETCDREG_ENOMEM;
-  for (size_t i = 0; i < n; i++) kv_from_pb(&arr[i], kvs[i]);
+  for (size_t i = 0; i < n; i++) etcdreg__kv_from_pb(&arr[i], kvs[i]);
   *out = arr;
   return 0;
 }
@@ -266,7 +256,7 @@ static int put_from_pb(etcdreg_arena_t *a, etcdreg_put_result_t *r, const Etcdse
   if (m->prev_kv) {
     etcdreg_kv_t *kv = ETCDREG_ARENA_NEW(a, etcdreg_kv_t, 1);
     if (!kv) return ETCDREG_ENOMEM;
-    kv_from_pb(kv, m->prev_kv);
+    etcdreg__kv_from_pb(kv, m->prev_kv);
     r->prev_kv = kv;
   }
   return 0;

@@ -346,6 +346,17 @@ void etcdreg_request_cancel(etcdreg_request_t *req) {
   complete_soon(req, ETCDREG_ECANCELED);
 }
 
+void etcdreg__kv_from_pb(etcdreg_kv_t *out, const Mvccpb__KeyValue *kv) {
+  out->key = kv->key.data;
+  out->key_len = kv->key.len;
+  out->value = kv->value.data ? kv->value.data : (const uint8_t *)"";
+  out->value_len = kv->value.len;
+  out->create_revision = kv->create_revision;
+  out->mod_revision = kv->mod_revision;
+  out->version = kv->version;
+  out->lease = kv->lease;
+}
+
 void etcdreg__header_from_pb(etcdreg_header_t *out, const Etcdserverpb__ResponseHeader *h) {
   if (!h) {
     memset(out, 0, sizeof(*out));

@@ -192,16 +192,6 @@ static int is_auth_reason(const char *r) {
                strstr(r, "user name is empty"));
 }
 
-static void kv_from_pb(etcdreg_kv_t *out, const Mvccpb__KeyValue *kv) {
-  out->key = kv->key.data;
-  out->key_len = kv->key.len;
-  out->value = kv->value.data ? kv->value.data : (const uint8_t *)"";
-  out->value_len = kv->value.len;
-  out->create_revision = kv->create_revision;
-  out->mod_revision = kv->mod_revision;
-  out->version = kv->version;
-  out->lease = kv->lease;
-}
 
 /* Delivers the events of `parts` (fragments joined) that are not older than next_rev. */
 static void deliver(etcdreg_watch_t *w, Etcdserverpb__WatchResponse **parts, size_t nparts, int64_t header_rev) {
@@ -224,10 +214,10 @@ static void deliver(etcdreg_watch_t *w, Etcdserverpb__WatchResponse **parts, siz
       const Mvccpb__Event *ev = parts[i]->events[j];
       if (!ev->kv || ev->kv->mod_revision < w->next_rev) continue; /* already delivered */
       evs[n].type = ev->type == MVCCPB__EVENT__EVENT_TYPE__DELETE ? ETCDREG_EVENT_DELETE : ETCDREG_EVENT_PUT;
-      kv_from_pb(&evs[n].kv, ev->kv);
+      etcdreg__kv_from_pb(&evs[n].kv, ev->kv);
       evs[n].prev_kv = NULL;
       if (ev->prev_kv) {
-        kv_from_pb(&prevs[n], ev->prev_kv);
+        etcdreg__kv_from_pb(&prevs[n], ev->prev_kv);
         evs[n].prev_kv = &prevs[n];
       }
       last = ev->kv->mod_revision;

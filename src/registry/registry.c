@@ -344,24 +344,31 @@ int etcdreg_group_create_or_join(etcdreg_registry_t *reg, const char *group, etc
   return rv;
 }
 
-static void on_group_get(etcdreg_request_t *req, int status, const etcdreg_range_result_t *res, void *data) {
-  reg_op_t *op = data;
+/* The group a range read: 0 with *g decoded on `a`, or nonzero once `op` has been
+ * completed with the error (failed read, not found, undecodable). */
+static int take_group(reg_op_t *op, etcdreg_request_t *req, int status, const etcdreg_range_result_t *res,
+                      etcdreg_arena_t *a, etcdreg_group_t *g) {
+  char err[200] = "";
   if (status) {
     op_group_done(op, status, NULL, etcdreg_request_message(req));
-    return;
+    return 1;
   }
   if (res->kv_count == 0) {
-    char msg[128];
-    snprintf(msg, sizeof(msg), "group %s not found", op->group);
-    op_group_done(op, ETCDREG_ENOTFOUND, NULL, msg);
-    return;
+    snprintf(err, sizeof(err), "group %s not found", op->group);
+    op_group_done(op, ETCDREG_ENOTFOUND, NULL, err);
+    return 1;
   }
+  int rv = decode_group(a, &res->kvs[0], g, err, sizeof(err));
+  if (rv) op_group_done(op, rv, NULL, err);
+  return rv;
+}
+
+static void on_group_get(etcdreg_request_t *req, int status, const etcdreg_range_result_t *res, void *data) {
+  reg_op_t *op = data;
   etcdreg_arena_t a;
   etcdreg_arena_init(&a);
   etcdreg_group_t g;
-  char err[200] = "";
-  int rv = decode_group(&a, &res->kvs[0], &g, err, sizeof(err));
-  op_group_done(op, rv, &g, err);
+  if (!take_group(op, req, status, res, &a, &g)) op_group_done(op, 0, &g, "");
   etcdreg_arena_free(&a);
 }
 
@@ -434,24 +441,14 @@ static void on_group_written(etcdreg_request_t *req, int status, const etcdreg_t
 
 static void on_configure_read(etcdreg_request_t *req, int status, const etcdreg_range_result_t *res, void *data) {
   reg_op_t *op = data;
-  if (status) {
-    op_group_done(op, status, NULL, etcdreg_request_message(req));
-    return;
-  }
-  if (res->kv_count == 0) {
-    char msg[128];
-    snprintf(msg, sizeof(msg), "group %s not found", op->group);
-    op_group_done(op, ETCDREG_ENOTFOUND, NULL, msg);
-    return;
-  }
   etcdreg_arena_t a;
   etcdreg_arena_init(&a);
   etcdreg_group_t g;
-  char err[200] = "";
-  int rv = decode_group(&a, &res->kvs[0], &g, err, sizeof(err));
-  if (!rv) rv = write_group(op, &g, &op->spec);
+  if (!take_group(op, req, status, res, &a, &g)) {
+    int rv = write_group(op, &g, &op->spec);
+    if (rv) op_group_done(op, rv, NULL, "could not write the group");
+  }
   etcdreg_arena_free(&a);
-  if (rv) op_group_done(op, rv, NULL, err[0] ? err : "could not write the group");
 }
 
 static int copy_spec(etcdreg_arena_t *a, const etcdreg_group_spec_t *in, etcdreg_group_spec_t *out) {
@@ -493,34 +490,23 @@ int etcdreg_group_configure(etcdreg_registry_t *reg, const char *group, const et
 static void on_update_read(etcdreg_request_t *req, int status, const etcdreg_range_result_t *res, void *data) {
   reg_op_t *op = data;
   op->attempts++;
-  if (status) {
-    op_group_done(op, status, NULL, etcdreg_request_message(req));
-    return;
-  }
-  if (res->kv_count == 0) {
-    char msg[128];
-    snprintf(msg, sizeof(msg), "group %s not found", op->group);
-    op_group_done(op, ETCDREG_ENOTFOUND, NULL, msg);
-    return;
-  }
   etcdreg_arena_t a;
   etcdreg_arena_init(&a);
   etcdreg_group_t g;
-  char err[200] = "";
-  int rv = decode_group(&a, &res->kvs[0], &g, err, sizeof(err));
-  if (!rv) {
-    etcdreg_group_spec_t spec = g.spec; /* the function edits a copy */
-    rv = op->update(&g, &spec, op->data);
-    if (rv) {
-      snprintf(err, sizeof(err), "update function failed: %s", etcdreg_strerror(rv));
-    } else if (etcdreg__validate_common_labels(spec.common_labels, spec.common_label_count, err, sizeof(err))) {
-      rv = ETCDREG_EINVAL;
-    } else {
-      rv = write_group(op, &g, &spec);
-    }
+  if (take_group(op, req, status, res, &a, &g)) {
+    etcdreg_arena_free(&a);
+    return;
   }
+  char err[200] = "";
+  etcdreg_group_spec_t spec = g.spec; /* the function edits a copy */
+  int rv = op->update(&g, &spec, op->data);
+  if (rv) snprintf(err, sizeof(err), "update function failed: %s", etcdreg_strerror(rv));
+  else if (etcdreg__validate_common_labels(spec.common_labels, spec.common_label_count, err, sizeof(err)))
+    rv = ETCDREG_EINVAL;
+  else
+    rv = write_group(op, &g, &spec);
   etcdreg_arena_free(&a);
-  if (rv) op_group_done(op, rv, NULL, err);
+  if (rv) op_group_done(op, rv, NULL, err[0] ? err : "could not write the group");
 }
 
 int etcdreg_group_update(etcdreg_registry_t *reg, const char *group, etcdreg_group_update_fn update,
